@@ -1,0 +1,3 @@
+from streamcodec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Codec registry: ``streamcodec.load(name)`` and ``streamcodec.list_codecs()``.
+
+Entries are registered as ``"module:factory"`` strings and imported on first
+use, so listing codecs never imports heavy optional dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from streamcodec.codec import Codec
+
+
+@dataclass(frozen=True)
+class CodecEntry:
+    name: str
+    target: str  # "package.module:factory"
+    description: str
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+    def factory(self) -> Callable[..., Codec]:
+        module_name, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+_REGISTRY: dict[str, CodecEntry] = {}
+
+
+def register(name: str, target: str, description: str, **kwargs: object) -> None:
+    """Register a codec factory under ``name`` (``target`` is ``"module:callable"``)."""
+    if name in _REGISTRY and _REGISTRY[name].target != target:
+        raise ValueError(f"codec name {name!r} is already registered to {_REGISTRY[name].target}")
+    _REGISTRY[name] = CodecEntry(name, target, description, tuple(sorted(kwargs.items())))
+
+
+def list_codecs() -> list[str]:
+    """Names accepted by :func:`load`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe(name: str) -> str:
+    return _entry(name).description
+
+
+def _entry(name: str) -> CodecEntry:
+    if not isinstance(name, str):
+        raise TypeError(f"codec name must be a str, got {type(name).__name__}")
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown codec {name!r}; available: {', '.join(list_codecs())}"
+        ) from None
+
+
+def load(name: str, **overrides: object) -> Codec:
+    """Load a codec by name, e.g. ``streamcodec.load("codec2-700c")``."""
+    entry = _entry(name)
+    kwargs = dict(entry.kwargs)
+    kwargs.update(overrides)
+    return entry.factory()(**kwargs)
+
+
+# --- built-in codecs --------------------------------------------------------------------------
+for _mode in ("700C", "1200", "1600", "3200"):
+    register(
+        f"codec2-{_mode.lower()}",
+        "streamcodec.baselines.codec2:Codec2",
+        f"Codec 2 {_mode} (narrow-band, 8 kHz inside; libcodec2)",
+        mode=_mode,
+    )
+register(
+    "opus-6k",
+    "streamcodec.baselines.opus:OpusCodec",
+    "Opus 6 kbit/s VBR, voip application, 20 ms frames (PyAV libopus)",
+    bitrate=6000,
+)
+register(
+    "amrnb-4.75",
+    "streamcodec.baselines.amrnb:AmrNbCodec",
+    "AMR-NB 4.75 kbit/s (narrow-band; PyAV libopencore_amrnb)",
+    mode="MR475",
+)
