@@ -1,0 +1,1 @@
+"""Training recipes and their data pipeline (not needed for inference)."""
