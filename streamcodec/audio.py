@@ -175,3 +175,47 @@ def save_audio(path: str | os.PathLike, pcm: np.ndarray, sample_rate: int = SAMP
                 out.mux(stream.encode(f))
         out.mux(stream.encode(None))
     return path
+
+
+class FirResampler:
+    """Streaming resampler by an integer ratio (e.g. 16 -> 8, 8 -> 16, 48 -> 16 kHz).
+
+    A linear-phase Kaiser-windowed sinc FIR designed at the higher rate, with its
+    history kept between calls, so any chunking of the input gives exactly the
+    output of one call on the whole signal. Unlike soxr's streaming mode it holds
+    nothing back: the only latency is the filter's group delay,
+    ``delay_s = (taps - 1) / 2 / max(from_hz, to_hz)``. Used by the narrow-band
+    baselines (Codec 2, AMR-NB) and to bring libopus's 48 kHz output to 16 kHz.
+    """
+
+    def __init__(self, from_hz: int, to_hz: int, taps_per_ratio: int = 48) -> None:
+        hi, lo = max(from_hz, to_hz), min(from_hz, to_hz)
+        if lo <= 0 or hi % lo:
+            raise ValueError(f"rates must be positive with an integer ratio, got {from_hz}->{to_hz}")
+        self.ratio = hi // lo
+        self.up = to_hz > from_hz
+        taps = 2 * taps_per_ratio * self.ratio + 1
+        self.delay_s = (taps - 1) / 2 / hi
+        n = np.arange(taps) - (taps - 1) / 2
+        fc = 0.4625 * lo / hi  # cutoff 0.925 x the low rate's Nyquist, normalised to hi
+        h = 2 * fc * np.sinc(2 * fc * n) * np.kaiser(taps, 8.0)
+        self._h = h / h.sum()
+        self._history = np.zeros(taps - 1, dtype=np.float64)
+        self._phase = 0  # index (mod ratio) of the next high-rate sample, for decimation
+
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        """Feed ``[T] float32``; returns the resampled ``[T'] float32`` for it."""
+        x = np.asarray(pcm, dtype=np.float64)
+        if self.ratio == 1:
+            return x.astype(np.float32)
+        if self.up:
+            stuffed = np.zeros(self.ratio * x.size, dtype=np.float64)
+            stuffed[:: self.ratio] = self.ratio * x
+            x = stuffed
+        buf = np.concatenate([self._history, x])
+        y = np.convolve(buf, self._h, mode="valid")
+        self._history = buf[buf.size - self._history.size :]
+        if not self.up:
+            y = y[(-self._phase) % self.ratio :: self.ratio]
+            self._phase = (self._phase + x.size) % self.ratio
+        return y.astype(np.float32)

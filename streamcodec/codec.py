@@ -43,7 +43,10 @@ class EncoderSession(ABC):
         buf = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
         whole = (buf.shape[0] // n) * n
         self._pending = buf[whole:].copy()
-        return [self._encode_frame(buf[i : i + n]) for i in range(0, whole, n)]
+        frames: list[Frame] = []
+        for i in range(0, whole, n):
+            frames += self._encode_frame(buf[i : i + n])
+        return frames
 
     def flush(self) -> list[Frame]:
         """End the stream: zero-pad the last partial frame (if any) and return what is left."""
@@ -55,12 +58,16 @@ class EncoderSession(ABC):
             pad = np.zeros(self.codec.frame_samples, dtype=np.float32)
             pad[: self._pending.size] = self._pending
             self._pending = np.zeros(0, dtype=np.float32)
-            frames.append(self._encode_frame(pad))
+            frames += self._encode_frame(pad)
         return frames + self._finish()
 
     @abstractmethod
-    def _encode_frame(self, pcm: np.ndarray) -> Frame:
-        """Encode exactly ``frame_samples`` samples (``[frame_samples] float32``)."""
+    def _encode_frame(self, pcm: np.ndarray) -> list[Frame]:
+        """Encode exactly ``frame_samples`` samples (``[frame_samples] float32``).
+
+        Returns the frames completed so far: normally one, none while a codec with
+        look-ahead fills its pipeline (those come out of ``_finish``).
+        """
 
     def _finish(self) -> list[Frame]:
         """Frames held back by look-ahead, emitted at end of stream (default: none)."""
