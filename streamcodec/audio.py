@@ -191,7 +191,9 @@ class FirResampler:
     def __init__(self, from_hz: int, to_hz: int, taps_per_ratio: int = 48) -> None:
         hi, lo = max(from_hz, to_hz), min(from_hz, to_hz)
         if lo <= 0 or hi % lo:
-            raise ValueError(f"rates must be positive with an integer ratio, got {from_hz}->{to_hz}")
+            raise ValueError(
+                f"rates must be positive with an integer ratio, got {from_hz}->{to_hz}"
+            )
         self.ratio = hi // lo
         self.up = to_hz > from_hz
         taps = 2 * taps_per_ratio * self.ratio + 1

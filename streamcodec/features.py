@@ -40,14 +40,18 @@ def _hz_to_mel(f: torch.Tensor) -> torch.Tensor:
     f_sp = 200.0 / 3
     min_log_hz, logstep = 1000.0, math.log(6.4) / 27.0
     mel = f / f_sp
-    return torch.where(f >= min_log_hz, min_log_hz / f_sp + torch.log(f / min_log_hz) / logstep, mel)
+    return torch.where(
+        f >= min_log_hz, min_log_hz / f_sp + torch.log(f / min_log_hz) / logstep, mel
+    )
 
 
 def _mel_to_hz(m: torch.Tensor) -> torch.Tensor:
     f_sp = 200.0 / 3
     min_log_hz, logstep = 1000.0, math.log(6.4) / 27.0
     min_log_mel = min_log_hz / f_sp
-    return torch.where(m >= min_log_mel, min_log_hz * torch.exp(logstep * (m - min_log_mel)), f_sp * m)
+    return torch.where(
+        m >= min_log_mel, min_log_hz * torch.exp(logstep * (m - min_log_mel)), f_sp * m
+    )
 
 
 def mel_filterbank(cfg: MelConfig) -> torch.Tensor:

@@ -27,6 +27,10 @@ class CodecEntry:
 
 _REGISTRY: dict[str, CodecEntry] = {}
 
+#: what ``streamcodec demo`` and the transport use when no codec is named
+#: (becomes the neural ``voice-700`` once it ships)
+DEFAULT_CODEC = "codec2-700c"
+
 
 def register(name: str, target: str, description: str, **kwargs: object) -> None:
     """Register a codec factory under ``name`` (``target`` is ``"module:callable"``)."""
@@ -50,9 +54,7 @@ def _entry(name: str) -> CodecEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            f"unknown codec {name!r}; available: {', '.join(list_codecs())}"
-        ) from None
+        raise ValueError(f"unknown codec {name!r}; available: {', '.join(list_codecs())}") from None
 
 
 def load(name: str, **overrides: object) -> Codec:
@@ -82,4 +84,9 @@ register(
     "streamcodec.baselines.amrnb:AmrNbCodec",
     "AMR-NB 4.75 kbit/s (narrow-band; PyAV libopencore_amrnb)",
     mode="MR475",
+)
+register(
+    "mel-vocoder",
+    "streamcodec.vocoder.codec:MelVocoderCodec",
+    "log-mel (fp16, 128 kbit/s) + streaming neural vocoder: analysis-synthesis upper bound",
 )

@@ -14,7 +14,6 @@ from streamcodec.baselines.pyav_codec import FrameEncoder, decode_packet, open_d
 from streamcodec.codec import Codec, DecoderSession, EncoderSession, Frame
 from streamcodec.concealment import RepeatFade
 
-
 DECODER_RATE = 48000  # what FFmpeg's libopus decoder produces
 
 

@@ -16,15 +16,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "clips) to --out. DIR holds a manifest.tsv.",
     )
     p.add_argument("--codec", required=True, help="codec name(s), comma-separated")
-    p.add_argument("--set", dest="set_dir", required=True, type=Path, help="directory with manifest.tsv")
+    p.add_argument(
+        "--set", dest="set_dir", required=True, type=Path, help="directory with manifest.tsv"
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--limit", type=int, default=None, help="only the first N files")
     p.add_argument(
-        "--metrics", default=",".join(ALL_METRICS),
+        "--metrics",
+        default=",".join(ALL_METRICS),
         help=f"comma-separated subset of {','.join(ALL_METRICS)} (default: all)",
     )
     p.add_argument(
-        "--mode", choices=("auto", "speech", "audio"), default="auto",
+        "--mode",
+        choices=("auto", "speech", "audio"),
+        default="auto",
         help="speech: ViSQOL speech mode, WER and speaker similarity; audio: ViSQOL audio "
         "mode, no WER (auto: speech when the manifest names speakers)",
     )
@@ -40,8 +45,14 @@ def run(args: argparse.Namespace) -> int:
     codecs = tuple(c.strip() for c in args.codec.split(",") if c.strip())
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     cfg = EvalConfig(
-        codecs=codecs, set_dir=args.set_dir, out_dir=args.out, limit=args.limit,
-        metrics=metrics, mode=args.mode, whisper_model=args.whisper_model, clips=args.clips,
+        codecs=codecs,
+        set_dir=args.set_dir,
+        out_dir=args.out,
+        limit=args.limit,
+        metrics=metrics,
+        mode=args.mode,
+        whisper_model=args.whisper_model,
+        clips=args.clips,
         progress=not args.no_progress,
     )
     summary = run_eval(cfg)

@@ -26,7 +26,11 @@ _EPS = 1e-5
 
 def _mag(x: torch.Tensor, win: int) -> torch.Tensor:
     return torch.stft(
-        x, n_fft=win, hop_length=win // 4, window=torch.hann_window(win), center=True,
+        x,
+        n_fft=win,
+        hop_length=win // 4,
+        window=torch.hann_window(win),
+        center=True,
         return_complex=True,
     ).abs()
 

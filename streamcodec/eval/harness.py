@@ -25,7 +25,7 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +193,9 @@ def run_eval(cfg: EvalConfig) -> dict:
                 row["wer"] = 100.0 * errors / n_words if n_words else math.nan
                 acc[name].word_errors += errors
                 acc[name].ref_words += n_words
-                transcripts.append({"codec": name, "file": entry.rel_path, "hyp": hyp, "ref": truth})
+                transcripts.append(
+                    {"codec": name, "file": entry.rel_path, "hyp": hyp, "ref": truth}
+                )
             a = acc[name]
             a.audio_s += duration_s
             a.files += 1
@@ -212,7 +214,7 @@ def run_eval(cfg: EvalConfig) -> dict:
             "metrics": list(metrics),
             "whisper_model": scorers.transcriber.model_path if scorers.transcriber else None,
             "machine": machine_info(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
         },
         "codecs": {n: acc[n].summary(n == REFERENCE) for n in names},
     }
@@ -249,7 +251,9 @@ def _write_examples(
     except ImportError:  # matplotlib missing: report without pictures
         log.warning("matplotlib not installed; skipping spectrograms")
         return
-    spectrogram_grid({k: v[:n] for k, v in decoded.items()}, out_dir / "spectrograms" / f"{stem}.png")
+    spectrogram_grid(
+        {k: v[:n] for k, v in decoded.items()}, out_dir / "spectrograms" / f"{stem}.png"
+    )
 
 
 _COLUMNS = (
@@ -278,9 +282,7 @@ def summary_table(summary: dict) -> str:
         "|---|" + "---|" * len(cols),
     ]
     for name, vals in codecs.items():
-        cells = [
-            "—" if vals.get(key) is None else fmt.format(vals[key]) for key, _, fmt in cols
-        ]
+        cells = ["—" if vals.get(key) is None else fmt.format(vals[key]) for key, _, fmt in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -295,7 +297,9 @@ def render_report(summary: dict, out_dir: Path) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}",
         f"- date: {meta['date']}",
         f"- metrics: {', '.join(meta['metrics'])}"
-        + (f"; Whisper model `{Path(meta['whisper_model']).name}`" if meta["whisper_model"] else ""),
+        + (
+            f"; Whisper model `{Path(meta['whisper_model']).name}`" if meta["whisper_model"] else ""
+        ),
         "",
         summary_table(summary),
         "",

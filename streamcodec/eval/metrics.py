@@ -80,7 +80,9 @@ class Transcriber:
     def transcribe(self, pcm: np.ndarray) -> str:
         self._load()
         segments, _ = self._model.transcribe(  # type: ignore[attr-defined]
-            pcm.astype(np.float32), language="en", beam_size=self.beam_size,
+            pcm.astype(np.float32),
+            language="en",
+            beam_size=self.beam_size,
             condition_on_previous_text=False,
         )
         return " ".join(s.text.strip() for s in segments)
@@ -170,7 +172,11 @@ class Scorers:
             self._visqol = api
         rate = SAMPLE_RATE
         if not self.speech:  # audio mode works at 48 kHz
-            ref, deg, rate = resample(ref, SAMPLE_RATE, 48000), resample(deg, SAMPLE_RATE, 48000), 48000
+            ref, deg, rate = (
+                resample(ref, SAMPLE_RATE, 48000),
+                resample(deg, SAMPLE_RATE, 48000),
+                48000,
+            )
         result = self._visqol.measure_from_arrays(  # type: ignore[attr-defined]
             ref.astype(np.float64), deg.astype(np.float64), rate
         )

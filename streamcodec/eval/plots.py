@@ -28,11 +28,16 @@ def spectrogram_grid(signals: dict[str, np.ndarray], path: Path, sample_rate: in
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.6 * n + 0.4), sharex=True, squeeze=False)
     images = {k: log_mel_image(v) for k, v in signals.items()}
     vmax = max(float(im.max()) for im in images.values())
-    for ax, (name, im) in zip(axes[:, 0], images.items()):
+    for ax, (name, im) in zip(axes[:, 0], images.items(), strict=True):
         dur = im.shape[1] * _MEL.cfg.hop_length / sample_rate
         ax.imshow(
-            im, origin="lower", aspect="auto", vmin=vmax - 12, vmax=vmax,
-            extent=(0, dur, 0, im.shape[0]), cmap="magma",
+            im,
+            origin="lower",
+            aspect="auto",
+            vmin=vmax - 12,
+            vmax=vmax,
+            extent=(0, dur, 0, im.shape[0]),
+            cmap="magma",
         )
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
         ax.set_yticks([])

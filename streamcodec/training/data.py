@@ -55,8 +55,9 @@ class AudioCorpus:
         if not entries:
             raise ValueError(f"no audio files in manifests {list(manifests)}")
         key = hashlib.sha1(
-            ("\n".join(f"{e.path}|{e.path.stat().st_size}" for e in entries) + f"|{sample_rate}")
-            .encode()
+            (
+                "\n".join(f"{e.path}|{e.path.stat().st_size}" for e in entries) + f"|{sample_rate}"
+            ).encode()
         ).hexdigest()[:16]
         cache = None if cache_dir is None else Path(cache_dir) / f"corpus-{key}.npz"
         if cache is not None and cache.exists():
@@ -187,9 +188,7 @@ def copy_subset(
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(e.path, dest)
         lines.append(
-            "\t".join(
-                [e.rel_path, f"{e.duration_s:.3f}", e.speaker, e.label, e.licence, e.source]
-            )
+            "\t".join([e.rel_path, f"{e.duration_s:.3f}", e.speaker, e.label, e.licence, e.source])
         )
     manifest = out_dir / "manifest.tsv"
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
