@@ -233,7 +233,12 @@ def _fmt(v: object) -> object:
 def _setup_compile() -> None:
     import torch._dynamo
 
-    for name in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit"):
+    for name in (
+        "cache_size_limit",
+        "recompile_limit",
+        "accumulated_cache_size_limit",
+        "accumulated_recompile_limit",
+    ):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 1024)
 

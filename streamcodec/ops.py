@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DISABLE_ENV = "STREAMCODEC_DISABLE_TRITON"
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 ATTENTION_HEAD_DIMS = (32, 64, 128)
+MAX_GRID_Y = 65535  # CUDA limit on the second grid dimension
 
 _counts: Counter[tuple[str, str]] = Counter()
 _last: dict[str, str] = {}
@@ -138,7 +139,7 @@ def attention(
     ``mask``: "none"; "causal" (a query at position p sees keys 0..p);
     "block_causal" (chunks of ``chunk_size`` aligned at key index 0; a query in
     chunk c sees keys in chunks <= c + ``lookahead_chunks``).
-    ``scale`` defaults to D**-0.5. Triton for D in {32, 64, 128}.
+    ``scale`` defaults to D**-0.5. Triton for D in {32, 64, 128} and B·H <= 65535.
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         _check_float(name, t, q)
@@ -163,7 +164,12 @@ def attention(
             raise ValueError(f"lookahead_chunks must be an int >= 0, got {lookahead_chunks!r}")
     kwargs = dict(mask=mask, chunk_size=chunk_size, lookahead_chunks=lookahead_chunks, scale=scale)
 
-    if n_q > 0 and q.shape[3] in ATTENTION_HEAD_DIMS and _use_triton(q, (k, v), force_triton):
+    if (
+        n_q > 0
+        and q.shape[3] in ATTENTION_HEAD_DIMS
+        and q.shape[0] * q.shape[1] <= MAX_GRID_Y  # (batch, head) pairs are grid axis 1
+        and _use_triton(q, (k, v), force_triton)
+    ):
         q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
         out = _kernel_module("attention").attention_fwd(q, k, v, **kwargs)
         _record("attention", "triton")

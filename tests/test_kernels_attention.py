@@ -103,6 +103,55 @@ def test_attention_kernel_every_tiling(config, kernel_device, nan_alloc):
         torch.testing.assert_close(out.double(), _truth(q, k, v, case), **_tol(dtype))
 
 
+@pytest.mark.skipif(not triton_interpreting(), reason="interpreter stand-in for the GPU tuner")
+def test_attention_autotuned_path_tunes_once_then_reuses_the_choice(monkeypatch, nan_alloc):
+    """The GPU code path (prune, tune, remember, launch the remembered config) run through
+    the interpreter with a CPU timer standing in for triton.testing.do_bench."""
+    import time
+
+    from streamcodec.kernels.attention import kernel
+
+    timed = []
+
+    def cpu_bench(fn, quantiles=None):
+        start = time.perf_counter()
+        fn()
+        timed.append(time.perf_counter() - start)
+        return [timed[-1]] * 3
+
+    configs = ((16, 32, 4, 1), (32, 32, 4, 1), (16, 64, 4, 1), (64, 32, 4, 1))
+    monkeypatch.setattr(kernel, "_attn_fwd_tuned", kernel.make_tuned(configs, cpu_bench))
+    monkeypatch.setattr(kernel, "_interpreting", lambda: False)
+    monkeypatch.setattr(kernel, "_CHOSEN", {})
+    case = (1, 2, 20, 40, 32, "block_causal", 8, 1)
+    q, k, v = _inputs(case, torch.float16, torch.device("cpu"))
+    for _ in range(2):
+        out = kernel.attention_fwd(q, k, v, mask="block_causal", chunk_size=8, lookahead_chunks=1)
+        torch.testing.assert_close(out.double(), _truth(q, k, v, case), **_tol(torch.float16))
+    # Nq=20 -> query tiles <= 32 (the 64-row one is pruned), key tiles <= 64: 3 candidates,
+    # timed once each on the first call only.
+    assert len(timed) == 3
+    (chosen,) = kernel.chosen_configs().values()
+    assert chosen in configs[:3]
+
+
+def test_prune_keeps_few_configs_that_fit_the_shape():
+    from streamcodec.kernels.attention import kernel
+
+    configs = kernel.make_tuned().configs
+
+    def kept(n_q, n_k, bh, head_d=64):
+        named = {"NQ_KEY": kernel._bucket(n_q, 256), "NK_KEY": kernel._bucket(n_k, 4096),
+                 "BH_KEY": kernel._bucket(bh, 512)}  # fmt: skip
+        return {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in kernel._prune(
+            configs, named, HEAD_D=head_d)}  # fmt: skip
+
+    assert kept(8, 500, 6) == {(16, 64), (16, 128)}  # streaming chunk: no 64-row padding
+    assert all(bm <= 64 and bn <= 64 for bm, bn in kept(50, 50, 384))
+    assert all(bn <= 64 for _, bn in kept(4096, 4096, 16, head_d=128))
+    assert 1 <= len(kept(250, 500, 6)) <= 5 and (128, 64) in kept(4096, 4096, 16)
+
+
 def test_attention_kernel_strided_views_and_scale(kernel_device, nan_alloc):
     """[B, N, H, D] projections viewed as [B, H, N, D] (non-contiguous) and a custom scale."""
     gen = torch.Generator().manual_seed(2)

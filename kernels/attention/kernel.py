@@ -198,19 +198,23 @@ def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> 
     return [c for c in kept if c.kwargs["BLOCK_M"] >= shortest]
 
 
-def _make_tuned() -> triton.runtime.Autotuner:
-    def quick_bench(fn, quantiles=None):  # short warm-up and repetition for the tuner
-        return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+def _quick_bench(fn, quantiles=None):
+    """The tuner's timer: short warm-up and repetition (compiles dominate anyway)."""
+    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
 
-    configs = [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-        for bm, bn, w, s in GPU_CONFIGS
-    ]
+
+def make_tuned(
+    configs: tuple[tuple[int, int, int, int], ...] = GPU_CONFIGS, do_bench=_quick_bench
+) -> triton.runtime.Autotuner:
+    """The autotuned kernel over ``configs`` (pruned per shape by :func:`_prune`)."""
     return triton.autotune(
-        configs=configs,
+        configs=[
+            triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+            for bm, bn, w, s in configs
+        ],
         key=["NQ_KEY", "NK_KEY", "BH_KEY", "HEAD_D", "MASK", "PRECISION"],
         prune_configs_by={"early_config_prune": _prune},
-        do_bench=quick_bench,
+        do_bench=do_bench,
     )(_attn_fwd)
 
 
@@ -233,7 +237,7 @@ def heuristic_config(n_q: int, n_k: int, bh: int) -> tuple[int, int, int, int]:
     return (128, 64, 8, 3)
 
 
-_attn_fwd_tuned = _make_tuned()
+_attn_fwd_tuned = make_tuned()
 #: tuning key -> chosen (BLOCK_M, BLOCK_N, warps, stages); later calls with the same key
 #: launch the plain kernel directly, skipping the autotuner's Python overhead.
 _CHOSEN: dict[tuple, tuple[int, int, int, int]] = {}
