@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# MAE pretraining of the semantic encoder on one CUDA GPU, from a bare checkout.
+#
+# usage: benchmarks/gpu_train_mae.sh OUT_DIR [TRAIN_BUDGET_S=120] [DATA_DIR=.carry/train_subset]
+#
+# TRAIN_BUDGET_S is the wall time of the training loop itself; decoding the subset
+# (process pool) and start-up add ~20-40 s before it, the export a few seconds after.
+# DATA_DIR holds {speech,music,noise}/manifest.tsv (train/ material only).
+# Writes into OUT_DIR exactly:
+#   encoder.safetensors  fp16 encoder weights (~12.7 MB)
+#   config.json          format version, encoder config, training record (steps, hours, GPU)
+#   loss.csv             step, elapsed_s, loss, lr, audio_h
+#   train.log            the run's log (small)
+# The resumable checkpoint (with optimiser state) stays in $WORK (default /tmp/mae_gpu_run).
+# Preset "gpu": d256 x 8 layers, batch 256 x 4 s crops, bf16 autocast, lr 1.5e-3.
+set -euo pipefail
+
+OUT=${1:?usage: $0 OUT_DIR [TRAIN_BUDGET_S] [DATA_DIR]}
+BUDGET=${2:-120}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=${3:-$REPO/.carry/train_subset}
+WORK=${WORK:-/tmp/mae_gpu_run}
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}          # DEVICE=cpu EXTRA_ARGS="--batch-size 4" tests the plumbing
+EXTRA_ARGS=${EXTRA_ARGS:-}
+mkdir -p "$OUT"
+
+# av / soxr wheels when the machine lacks them (streamcodec.audio needs both)
+if ! "$PY" -c "import av, soxr" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site "$REPO"/.carry/whl/*.whl
+    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$REPO:${PYTHONPATH:-}
+"$PY" -c "import numpy, torch, tqdm, safetensors, av, soxr
+assert '$DEVICE' == 'cpu' or torch.cuda.is_available()" \
+    || { echo "gpu_train_mae: missing a dependency or no CUDA" >&2; exit 3; }
+
+WORKERS=$(( $(nproc) > 16 ? 16 : $(nproc) ))
+"$PY" -m streamcodec train mae --preset gpu --data "$DATA" --out "$WORK" \
+    --time-budget-s "$BUDGET" --workers "$WORKERS" --device "$DEVICE" \
+    --ckpt-every-s 100000 --no-progress $EXTRA_ARGS 2>&1 | tee "$OUT/train.log"
+
+cp "$WORK/export/encoder.safetensors" "$WORK/export/config.json" "$WORK/loss.csv" "$OUT/"
+ls -l "$OUT"
