@@ -118,6 +118,12 @@ def test_serve_with_token_and_two_call_processes(clips):
                                 light=True)  # fmt: skip
             wrong_out, _ = await asyncio.wait_for(wrong.communicate(), 30)
             assert wrong.returncode != 0 and b"unauthorised" in wrong_out, wrong_out
+            # b plays to a "speaker": a PyAV output device, here the wav muxer on a file
+            out_opts = {
+                "a": ["--output", str(clips / "a_heard2.wav")],
+                "b": ["--output", "speaker", "--speaker-format", "wav",
+                      "--speaker-device", str(clips / "b_heard2.wav"), "--dtx"],
+            }  # fmt: skip
             calls = [
                 await start(
                     "call",
@@ -129,8 +135,7 @@ def test_serve_with_token_and_two_call_processes(clips):
                     "t0k",
                     "--input",
                     str(clips / f"{me}.wav"),
-                    "--output",
-                    str(clips / f"{me}_heard2.wav"),
+                    *out_opts[me],
                     "--link-budget",
                     "8000",
                     "--redundancy",
@@ -148,3 +153,4 @@ def test_serve_with_token_and_two_call_processes(clips):
     check_output(out_a, clips / "a_heard2.wav", clips / "b.wav")
     check_output(out_b, clips / "b_heard2.wav", clips / "a.wav")
     assert "frames/message" in out_a
+    assert re.search(r"\(\d+ frames, [1-9]\d* DTX\)", out_b), out_b  # b's DTX skipped silence

@@ -292,3 +292,26 @@ def test_call_rejects_mismatched_remote_codec_and_bad_input():
         await a.close()
 
     run(main())
+
+
+def test_call_opus_6k_variable_rate_decoded_equals_offline():
+    try:
+        from streamcodec.registry import load
+
+        opus = load("opus-6k")
+    except (ImportError, ValueError) as exc:
+        pytest.skip(f"opus-6k unavailable: {exc}")
+    x = speech(1.5)
+
+    async def main():
+        a, b = await Call.pair(opus, opus, config(frames_per_message=5))
+        _, out = await asyncio.gather(stream(a, x, speed=4.0), b.receive_all(10))
+        sb = b.stats()
+        await a.close()
+        await b.close()
+        return out, sb
+
+    out, sb = run(main())
+    assert opus.bits_per_frame is None  # length-prefixed frames in the packets
+    assert np.array_equal(out, opus.decode(opus.encode(x)))
+    assert sb.rx.packets_lost == 0 and sb.rx.frames_concealed == 0

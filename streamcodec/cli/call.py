@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from streamcodec.audio import load_audio, save_audio
+from streamcodec.audio import load_audio, resample, save_audio
 from streamcodec.registry import list_codecs, load
 from streamcodec.transport.packetiser import PacketiserConfig
 from streamcodec.transport.peer import IceServer, PeerConfig
@@ -151,33 +151,57 @@ async def _send_file(call: Call, pcm: np.ndarray, chunk_ms: float = 20.0) -> Non
     await call.end_input()
 
 
-async def _send_mic(call: Call, args: argparse.Namespace) -> None:
+def _open_mic(args: argparse.Namespace):
+    """The microphone as an aiortc ``MediaPlayer`` (opened before joining, to fail early)."""
     from aiortc.contrib.media import MediaPlayer
 
+    device, fmt = _MIC_DEFAULTS.get(sys.platform, ("default", "alsa"))
+    device, fmt = args.mic_device or device, args.mic_format or fmt
+    try:
+        player = MediaPlayer(device, format=fmt)
+    except Exception as exc:  # PyAV raises its own error types per platform
+        raise ValueError(f"cannot open microphone {device!r} ({fmt}): {exc}") from exc
+    if player.audio is None:
+        raise ValueError(f"no audio stream on input device {device!r} ({fmt})")
+    return player
+
+
+async def _send_mic(call: Call, player) -> None:
     from streamcodec.transport.track import send_track
 
-    device, fmt = _MIC_DEFAULTS.get(sys.platform, ("default", "alsa"))
-    player = MediaPlayer(args.mic_device or device, format=args.mic_format or fmt)
-    if player.audio is None:
-        raise ValueError(f"no audio stream on input device {args.mic_device or device!r}")
     await send_track(call, player.audio)
 
 
-async def _play_speaker(call: Call, args: argparse.Namespace) -> None:
+def _open_speaker(args: argparse.Namespace, rate: int):
+    """A PyAV output device (``--speaker-format``, e.g. alsa) taking s16 mono at ``rate``."""
     import av
 
-    rate = call.remote_stream.sample_rate if call.remote_stream else call.codec.sample_rate
-    out = await asyncio.to_thread(av.open, args.speaker_device, "w", args.speaker_format)
     try:
+        out = av.open(args.speaker_device, "w", format=args.speaker_format)
         stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+    except Exception as exc:
+        raise ValueError(
+            f"cannot open speaker {args.speaker_device!r} ({args.speaker_format}): {exc}"
+        ) from exc
+    return out, stream, rate
+
+
+async def _play_speaker(call: Call, speaker) -> None:
+    import av
+
+    out, stream, rate = speaker
+    remote_rate = call.remote_stream.sample_rate if call.remote_stream else rate
+    try:
         pts = 0
         while (pcm := await call.recv_pcm()) is not None:
+            if remote_rate != rate:
+                pcm = resample(pcm, remote_rate, rate)
             pcm16 = (np.clip(pcm, -1, 1) * 32767).round().astype(np.int16)[None, :]
             frame = av.AudioFrame.from_ndarray(pcm16, format="s16", layout="mono")
             frame.sample_rate, frame.pts = rate, pts
             pts += pcm16.shape[1]
             for packet in stream.encode(frame):
-                await asyncio.to_thread(out.mux, packet)
+                await asyncio.to_thread(out.mux, packet)  # the device paces the writes
     finally:
         out.close()
 
@@ -189,11 +213,15 @@ async def _collect(call: Call, parts: list[np.ndarray]) -> None:
 
 async def _main(args: argparse.Namespace) -> int:
     codec = load(args.codec)
-    pcm_in = None
-    if args.input != "mic":
-        pcm_in = load_audio(args.input, sample_rate=codec.sample_rate)
     if args.output != "speaker" and Path(args.output).suffix.lower() not in (".wav", ".flac"):
         raise ValueError(f"--output must be a .wav/.flac file or 'speaker', got {args.output!r}")
+    pcm_in = mic = speaker = None
+    if args.input == "mic":
+        mic = _open_mic(args)
+    else:
+        pcm_in = load_audio(args.input, sample_rate=codec.sample_rate)
+    if args.output == "speaker":
+        speaker = _open_speaker(args, codec.sample_rate)
     server = None
     if args.serve:
         url = urlparse(args.server)
@@ -220,19 +248,21 @@ async def _main(args: argparse.Namespace) -> int:
             f"{call.remote_stream.codec}",
             flush=True,
         )
-        return await _run_call(call, pcm_in, args)
+        return await _run_call(call, pcm_in, mic, speaker, args)
     finally:
         if server is not None:
             await server.close()
 
 
-async def _run_call(call: Call, pcm_in: np.ndarray | None, args: argparse.Namespace) -> int:
+async def _run_call(
+    call: Call, pcm_in: np.ndarray | None, mic, speaker, args: argparse.Namespace
+) -> int:
     parts: list[np.ndarray] = []
     sender = asyncio.create_task(
-        _send_file(call, pcm_in) if pcm_in is not None else _send_mic(call, args)
+        _send_file(call, pcm_in) if pcm_in is not None else _send_mic(call, mic)
     )
     receiver = asyncio.create_task(
-        _collect(call, parts) if args.output != "speaker" else _play_speaker(call, args)
+        _collect(call, parts) if speaker is None else _play_speaker(call, speaker)
     )
     closed = asyncio.create_task(call.peer.wait_closed())
     hang_up = asyncio.Event()  # Ctrl-C ends the call cleanly (the output file is still written)
@@ -244,30 +274,35 @@ async def _run_call(call: Call, pcm_in: np.ndarray | None, args: argparse.Namesp
     deadline = None if args.duration is None else time.monotonic() + args.duration
     before: CallStats | None = None
     try:
-        while not (sender.done() and receiver.done()) and not closed.done() and not stop.done():
+        while not stop.done() and not (sender.done() and receiver.done()):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if closed.done():  # connection gone: nothing more to send; play what arrived
+                sender.cancel()
             timeout = args.stats_interval
             if deadline is not None:
                 timeout = min(timeout, max(deadline - time.monotonic(), 0.0))
-            await asyncio.wait(
-                {sender, receiver, closed, stop},
-                timeout=timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            pending = {t for t in (sender, receiver, closed, stop) if not t.done()}
+            await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             now = call.stats()
             if before is None or now.elapsed_s - before.elapsed_s >= 0.95 * args.stats_interval:
                 print(_status(now, before), flush=True)
                 before = now
-            if deadline is not None and time.monotonic() >= deadline:
-                break
             for task in (sender, receiver):
-                if task.done() and task.exception() is not None:
+                if task.done() and not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
     finally:
-        final = call.stats()
-        await call.close()
-        for task in (sender, receiver, closed, stop):
+        await call.close()  # ends the remote stream: the receiver gets what is left, then ends
+        for task in (sender, closed, stop):
             task.cancel()
+        try:
+            await asyncio.wait_for(receiver, 5.0)
+        except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError):  # noqa: UP041
+            receiver.cancel()
+        except Exception:  # already reported above, or failing while hanging up
+            pass
         await asyncio.gather(sender, receiver, closed, stop, return_exceptions=True)
+    final = call.stats()
     if args.output != "speaker":
         if parts:
             save_audio(args.output, np.concatenate(parts), call.remote_stream.sample_rate)
