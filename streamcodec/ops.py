@@ -7,6 +7,7 @@ Rules (design note TRITON.md §6):
   (the kernels are forward-only);
 - everything else goes to the torch reference in ``streamcodec.kernels.*.reference``,
   which is also the production CPU path and the autograd path;
+- inside ``torch.compile`` tracing the reference is used too (Inductor fuses it);
 - ``STREAMCODEC_DISABLE_TRITON=1`` forces the reference;
 - ``force_triton=True`` (tests only) runs the kernel on CPU tensors through
   Triton's interpreter (``TRITON_INTERPRET=1`` must be set before triton is
@@ -92,7 +93,7 @@ def _kernel_module(name: str) -> ModuleType:
 
 def _use_triton(main: torch.Tensor, others: tuple[torch.Tensor | None, ...], force: bool) -> bool:
     """Dispatch decision shared by all ops; ``main`` is the input whose dtype/device decide."""
-    if main.dtype not in TRITON_DTYPES or triton_disabled():
+    if main.dtype not in TRITON_DTYPES or triton_disabled() or torch.compiler.is_compiling():
         return False
     if torch.is_grad_enabled() and (
         main.requires_grad or any(t is not None and t.requires_grad for t in others)

@@ -121,6 +121,14 @@ def test_gradients_use_the_reference_path(kernel_device):
 
 
 @interpreted
+def test_torch_compile_tracing_uses_the_reference(monkeypatch):
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    q, k, v = _qkv()
+    ops.attention(q, k, v, force_triton=True)
+    assert ops.last_backend("attention") == "reference"
+
+
+@interpreted
 def test_no_grad_context_allows_the_kernel():
     q, k, v = (t.requires_grad_() for t in _qkv())
     with torch.no_grad():

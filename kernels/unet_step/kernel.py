@@ -32,25 +32,25 @@ MIN_SPLIT_ELEMS = 4096
 
 
 @triton.jit
-def _channel_coeffs(
-    W, Bias, Scale, Shift, b, ch, ch_ok, mean, rstd, C,
+def _channel_params(
+    W, Bias, Scale, Shift, b, ch, ch_ok, C,
     HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
 ):  # fmt: skip
-    """Per-channel (a, c) with y = x·a + c; ``ch``, ``ch_ok`` and ``rstd`` are all
-    scalars or all ``[BLOCK_C]`` vectors."""
-    a = rstd
+    """(w, bias, 1 + scale, shift) in fp32 for channel(s) ``ch`` of sample ``b``; 1 or 0 where
+    absent. Called before x is loaded, so these small loads overlap the big one."""
+    w = 1.0
+    bias = 0.0
+    s1 = 1.0
+    shift = 0.0
     if HAS_W:
-        a = a * tl.load(W + ch, mask=ch_ok, other=1.0).to(tl.float32)
-    c = -mean * a
+        w = tl.load(W + ch, mask=ch_ok, other=1.0).to(tl.float32)
     if HAS_B:
-        c = c + tl.load(Bias + ch, mask=ch_ok, other=0.0).to(tl.float32)
+        bias = tl.load(Bias + ch, mask=ch_ok, other=0.0).to(tl.float32)
     if HAS_SCALE:
         s1 = 1.0 + tl.load(Scale + b * C + ch, mask=ch_ok, other=0.0).to(tl.float32)
-        a = a * s1
-        c = c * s1
     if HAS_SHIFT:
-        c = c + tl.load(Shift + b * C + ch, mask=ch_ok, other=0.0).to(tl.float32)
-    return a, c
+        shift = tl.load(Shift + b * C + ch, mask=ch_ok, other=0.0).to(tl.float32)
+    return w, bias, s1, shift
 
 
 @triton.jit(do_not_specialize=["C", "G", "CG", "S", "eps"])
@@ -71,21 +71,26 @@ def _gn_one_pass(
     c_ok = offs_c < CG
     ok = c_ok[:, None] & (offs_s < S)[None, :]
     ch = g * CG + offs_c
+    w, bias, s1, shift = _channel_params(
+        W, Bias, Scale, Shift, b, ch, c_ok, C, HAS_W, HAS_B, HAS_SCALE, HAS_SHIFT
+    )
     row = (b * C + ch).to(tl.int64) * S
     ptrs = row[:, None] + offs_s[None, :]
     x = tl.load(X + ptrs, mask=ok, other=0.0).to(tl.float32)
+    if HAS_RES:
+        res = tl.load(Res + ptrs, mask=ok, other=0.0).to(tl.float32)
     n = (CG * S).to(tl.float32)
     mean = tl.sum(tl.sum(x, 1), 0) / n
     d = tl.where(ok, x - mean, 0.0)
     var = tl.sum(tl.sum(d * d, 1), 0) / n
-    rstd = tl.zeros([BLOCK_C], dtype=tl.float32) + tl.math.rsqrt(var + eps)
-    a, c = _channel_coeffs(
-        W, Bias, Scale, Shift, b, ch, c_ok, mean, rstd, C, HAS_W, HAS_B, HAS_SCALE, HAS_SHIFT
-    )
+    rstd = tl.math.rsqrt(var + eps)
+    zero = tl.zeros([BLOCK_C], dtype=tl.float32)
+    a = zero + rstd * w * s1  # y = x·a + c per channel
+    c = zero + (bias - mean * rstd * w) * s1 + shift
     y = x * a[:, None] + c[:, None]
     y = y * tl.sigmoid(y)
     if HAS_RES:
-        y = y + tl.load(Res + ptrs, mask=ok, other=0.0).to(tl.float32)
+        y = y + res
     tl.store(Y + ptrs, y.to(Y.dtype.element_ty), mask=ok)
 
 
@@ -137,6 +142,15 @@ def _gn_apply(
     ch = row % C
     S = (S // S_ALIGN) * S_ALIGN  # same value; tells the compiler S % S_ALIGN == 0
     grp = b * G + ch // CG
+    w, bias, s1, shift = _channel_params(
+        W, Bias, Scale, Shift, b, ch, ch < C, C, HAS_W, HAS_B, HAS_SCALE, HAS_SHIFT
+    )
+    offs = tl.program_id(1) * BLOCK_S + tl.arange(0, BLOCK_S)
+    ok = offs < S
+    ptrs = row.to(tl.int64) * S + offs
+    x = tl.load(X + ptrs, mask=ok, other=0.0).to(tl.float32)
+    if HAS_RES:
+        res = tl.load(Res + ptrs, mask=ok, other=0.0).to(tl.float32)
     i = tl.arange(0, SPLITS_P2)
     i_ok = i < NSPLIT
     cnt = tl.where(i_ok, tl.minimum(SPLIT_LEN, M - i * SPLIT_LEN), 0).to(tl.float32)
@@ -148,17 +162,12 @@ def _gn_apply(
     dm = mean_i - mean
     var = tl.sum(m2_i + cnt * dm * dm, 0) / n
     rstd = tl.math.rsqrt(var + eps)
-    a, c = _channel_coeffs(
-        W, Bias, Scale, Shift, b, ch, ch < C, mean, rstd, C, HAS_W, HAS_B, HAS_SCALE, HAS_SHIFT
-    )
-    offs = tl.program_id(1) * BLOCK_S + tl.arange(0, BLOCK_S)
-    ok = offs < S
-    ptrs = row.to(tl.int64) * S + offs
-    x = tl.load(X + ptrs, mask=ok, other=0.0).to(tl.float32)
+    a = rstd * w * s1  # y = x·a + c
+    c = (bias - mean * rstd * w) * s1 + shift
     y = x * a + c
     y = y * tl.sigmoid(y)
     if HAS_RES:
-        y = y + tl.load(Res + ptrs, mask=ok, other=0.0).to(tl.float32)
+        y = y + res
     tl.store(Y + ptrs, y.to(Y.dtype.element_ty), mask=ok)
 
 
