@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streamcodec.eval.metrics import ALL_METRICS
+from streamcodec.eval import ALL_METRICS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -33,8 +33,9 @@ from tqdm import tqdm
 
 from streamcodec.audio import load_audio, save_audio
 from streamcodec.codec import Codec
+from streamcodec.eval import ALL_METRICS, SPEECH_ONLY
 from streamcodec.eval.align import align_to
-from streamcodec.eval.metrics import ALL_METRICS, SPEECH_ONLY, Scorers
+from streamcodec.eval.metrics import Scorers
 from streamcodec.manifest import ManifestEntry, read_manifest
 from streamcodec.registry import load
 

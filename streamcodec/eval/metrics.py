@@ -19,24 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from streamcodec.audio import resample
+from streamcodec.eval import ALL_METRICS
 from streamcodec.eval.distances import mel_distance, stft_distance
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-#: every metric the harness knows, in report order
-ALL_METRICS = (
-    "mel_distance",
-    "stft_distance",
-    "pesq_wb",
-    "stoi",
-    "visqol",
-    "dnsmos",
-    "wer",
-    "spk_sim",
-)
-#: metrics that make sense only for speech
-SPEECH_ONLY = ("wer", "spk_sim")
 WHISPER_ENV = "STREAMCODEC_WHISPER_MODEL"
 
 
