@@ -6,6 +6,7 @@ still leaves what it measured):
 
 - ``env``: GPU name, SM count, torch/triton/CUDA/driver versions -> env.json;
 - ``copy``: device-to-device copy bandwidth (the memory-bound ceiling) -> copy.csv;
+- ``launch``: launch floor of a one-element Triton kernel and torch op -> launch.csv;
 - ``attention``: model shapes + an N 1k-8k sweep -> attention.csv;
 - ``gn``: fused GroupNorm+modulate+SiLU at decoder shapes + a sweep -> gn.csv;
 - ``summary``: Markdown tables and the issue's bars -> kernels.md.
@@ -294,6 +295,26 @@ def part_copy(args: argparse.Namespace) -> None:
         gbps = 2 * src.numel() * 4 / (t["ms_cold"] * 1e-3) / 1e9
         sink.write({"mib": mib, **t, "gbps": gbps})
         print(f"copy {mib} MiB: {t['ms_cold']:.4f} ms cold, {gbps:.0f} GB/s (read + write)")
+
+
+def part_launch(args: argparse.Namespace) -> None:
+    """Launch floor: a one-element Triton kernel vs a one-element torch op (host overhead)."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _touch(ptr):
+        tl.store(ptr, tl.load(ptr) + 1.0)
+
+    timer = Timer(args.device, args.dry_run)
+    sink = CsvSink(args.out / "launch.csv", ["impl", "ms_cold", "ms_graph", "ms_loop", "note"])
+    x = torch.zeros(1, device=args.device)
+    for impl, fn in (
+        ("triton-1-element", lambda: _touch[(1,)](x)),
+        ("torch-1-element", lambda: x.add_(1.0)),
+    ):
+        fn()
+        sink.write({"impl": impl, **timer.all(fn)})
 
 
 def _sdpa_call(q, k, v, s: AttnShape) -> tuple[Callable[[], torch.Tensor], str]:
@@ -786,6 +807,18 @@ def write_summary(out: Path) -> str:
         + ", ".join(f"{r['mib']} MiB {_num(r['gbps']):.0f} GB/s" for r in copy_rows)
         + f"; peak {peak:.0f} GB/s.",
     ]
+    launch = {r["impl"]: r for r in _rows(out / "launch.csv")}
+    if launch:
+        lines += [
+            "",
+            "Launch floor (µs, cold / graph / loop): "
+            + "; ".join(
+                f"{impl} {_ms(_num(r.get('ms_cold')))} / {_ms(_num(r.get('ms_graph')))} / "
+                f"{_ms(_num(r.get('ms_loop')))}"
+                for impl, r in launch.items()
+            )
+            + ". In loop mode an op cannot be faster than its launch floor.",
+        ]
     verdicts = _attention_tables(_rows(out / "attention.csv"), lines)
     verdicts += _gn_tables(_rows(out / "gn.csv"), peak, lines)
     lines += ["", "## Bars (issue 3)", "", *verdicts]
@@ -802,7 +835,7 @@ def write_summary(out: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["env", "copy", "attention", "gn", "summary"])
+    p.add_argument("part", choices=["env", "copy", "launch", "attention", "gn", "summary"])
     p.add_argument("--out", type=Path, required=True, help="results directory")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dry-run", action="store_true", help="tiny shapes (CPU plumbing test)")
@@ -832,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
     if (
         args.device == "cpu"
         and os.environ.get("TRITON_INTERPRET") != "1"
-        and args.part in ("attention", "gn")
+        and args.part in ("attention", "gn", "launch")
     ):
         print("CPU runs need TRITON_INTERPRET=1 (set before triton is imported)", file=sys.stderr)
         return 2
@@ -840,9 +873,9 @@ def main(argv: list[str] | None = None) -> int:
         text = write_summary(args.out)
         print(text)
         return 0
-    {"env": part_env, "copy": part_copy, "attention": part_attention, "gn": part_gn}[args.part](
-        args
-    )
+    parts = {"env": part_env, "copy": part_copy, "launch": part_launch}
+    parts.update(attention=part_attention, gn=part_gn)
+    parts[args.part](args)
     return 0
 
 

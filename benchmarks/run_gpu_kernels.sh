@@ -10,7 +10,7 @@
 # Each part runs in its own process under `timeout`, with a deadline that is cumulative
 # (slack from a fast part goes to the later ones); every part writes its rows as it goes,
 # so a part cut short still leaves results. Writes to OUT_DIR: env.json, copy.csv,
-# pytest.txt, pytest.xml, gn.csv, attention.csv, kernels.md, run.log.
+# launch.csv, pytest.txt, pytest.xml, gn.csv, attention.csv, kernels.md, run.log.
 set -u
 OUT=${1:?usage: run_gpu_kernels.sh OUT_DIR [--cpu-smoke]}
 MODE=${2:-gpu}
@@ -73,6 +73,7 @@ run_part() {
 log "repo $REPO, python $("$PY" -c 'import sys; print(sys.version.split()[0])' 2>&1), mode $MODE"
 run_part env 20 "${BENCH[@]}" env --out "$OUT" "${EXTRA[@]}"
 run_part copy 35 "${BENCH[@]}" copy --out "$OUT" "${EXTRA[@]}"
+run_part launch 45 "${BENCH[@]}" launch --out "$OUT" "${EXTRA[@]}"
 
 if "$PY" -c "import pytest" 2>/dev/null; then
   # Compiled kernels vs the references (interpreter-only tests skip themselves on a GPU).
