@@ -120,3 +120,15 @@ def test_parallel_decode_equals_cached(tmp_path: Path) -> None:
     b = load_corpus([m, m], workers=2)
     assert np.array_equal(np.concatenate([a.audio, a.audio]), b.audio)
     assert b.offsets[-1] == 2 * a.offsets[-1] and len(b) == 6
+
+
+def test_bf16_autocast_step() -> None:
+    """The CUDA recipe trains under bf16 autocast; CPU autocast exercises the same casts."""
+    torch.manual_seed(0)
+    m = MAE(tiny())
+    patches = m.encoder.wave_to_patches(torch.randn(2, m.cfg.crop_samples) * 0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = m(patches, m.sample_visible(2, torch.device("cpu"), None))
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.grad is not None for p in m.encoder.parameters())

@@ -41,7 +41,7 @@ def rope_tables(
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate half-pairs of ``x: [B, H, N, Dh]`` by ``cos, sin: [B|1, N, Dh // 2]``."""
-    cos, sin = cos[:, None], sin[:, None]
+    cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 

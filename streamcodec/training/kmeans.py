@@ -236,7 +236,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hours", type=float, default=4.0, help="hours of train/ audio to featurise")
     p.add_argument("--rates", default=",".join(RATES), help="comma-separated tokenizer names")
     p.add_argument("--clusters", type=int, default=8192)
-    p.add_argument("--epochs", type=float, default=4.0)
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument(
+        "--max-points", type=int, default=300_000, help="random subsample per rate (0: all)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -270,13 +273,18 @@ def run(args: argparse.Namespace) -> int:
         {
             "features": args.features,
             "hours": args.hours,
+            "max_points": args.max_points,
             "config": asdict(cfg),
             "encoder_dir": args.encoder_dir if args.features == "encoder" else None,
             "rates": {},
         },
     )
+    gen = torch.Generator().manual_seed(args.seed)
     for name in feats:
-        centers, stats = minibatch_kmeans(feats[name], cfg, progress=not args.no_progress)
+        x = feats[name]
+        if 0 < args.max_points < x.shape[0]:
+            x = x[torch.randperm(x.shape[0], generator=gen)[: args.max_points]]
+        centers, stats = minibatch_kmeans(x, cfg, progress=not args.no_progress)
         books[name] = centers
         report["rates"][name] = stats
         print(
@@ -289,3 +297,16 @@ def run(args: argparse.Namespace) -> int:
     (out / "kmeans.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"codebooks: {out / 'codebooks.safetensors'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streamcodec.training.kmeans`` (the same as ``streamcodec train kmeans``, without
+    importing the other CLI commands' optional dependencies)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.kmeans")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

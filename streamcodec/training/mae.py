@@ -45,6 +45,7 @@ from streamcodec.training.data import DEFAULT_CACHE, AudioCorpus, Augment, CropS
 
 log = logging.getLogger(__name__)
 
+_T_START = time.time()  # process start (module import), for --stop-after-s
 DATA_ROOT = Path(os.environ.get("STREAMCODEC_DATA", "/work/shared/data"))
 
 
@@ -298,6 +299,7 @@ def train_mae(
     ckpt_every_s: float = 300.0,
     progress: bool = True,
     cache_dir: Path | None = DEFAULT_CACHE,
+    deadline: float | None = None,
 ) -> Path:
     """Train (or resume) an MAE in ``out_dir``; returns the exported weights folder."""
     out = Path(out_dir)
@@ -372,6 +374,13 @@ def train_mae(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, elapsed, audio_s = state["step"], state["elapsed_s"], state["audio_s"]
+    if deadline is not None:
+        # a hard wall-clock stop (set-up included): the lr schedule ends with it
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            raise ValueError("the deadline passed before training could start")
+        cfg = dataclasses.replace(cfg, time_budget_s=min(cfg.time_budget_s, elapsed + remaining))
+        log.info("deadline: %.0f s of training left", remaining)
     log.info(
         "MAE: encoder %.2f M, total %.2f M parameters, device %s",
         count_parameters(model.encoder) / 1e6,
@@ -401,6 +410,22 @@ def train_mae(
         mininterval=5.0,
     )
     t0, last_ckpt, running = time.time() - elapsed, time.time(), None
+    hardware = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"CPU ({platform.machine()}, {os.cpu_count()} cores shared, "
+        f"{torch.get_num_threads()} torch threads)"
+    )
+    record = {
+        "hardware": hardware,
+        "corpus_hours": round(corpus.hours, 3),
+        "corpus_files": len(corpus),
+        "manifests": [str(m) for m in manifests],
+        "noise_manifests": [str(m) for m in noise_manifests],
+        "torch": torch.__version__,
+    }
+    if state is not None and state.get("record", {}).get("hardware", hardware) != hardware:
+        record["hardware"] = f"{state['record']['hardware']}, then {hardware}"
 
     def save_ckpt() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
@@ -412,6 +437,8 @@ def train_mae(
                 "step": step,
                 "elapsed_s": time.time() - t0,
                 "audio_s": audio_s,
+                "loss_ema": running,
+                "record": record,
             },
             tmp,
         )
@@ -461,35 +488,36 @@ def train_mae(
         save_ckpt()
         csv_file.close()
 
-    hardware = (
-        torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads)"
-    )
-    info = {
-        "training": {
-            "recipe": "mae",
-            "steps": step,
-            "wall_s": round(time.time() - t0, 1),
-            "audio_hours_seen": round(audio_s / 3600, 2),
-            "corpus_hours": round(corpus.hours, 3),
-            "corpus_files": len(corpus),
-            "manifests": [str(m) for m in manifests],
-            "noise_manifests": [str(m) for m in noise_manifests],
-            "hardware": hardware,
-            "batch_size": cfg.batch_size,
-            "final_loss_ema": running,
-            "torch": torch.__version__,
-            "mae": {k: v for k, v in _cfg_dict(cfg).items() if k != "encoder"},
-        }
-    }
-    export = out / "export"
-    save_encoder(model.encoder.float().cpu(), export, info)
+    export = export_checkpoint(ckpt_path, out / "export")
     log.info(
         "exported encoder to %s after %d steps (%.1f h of audio)", export, step, audio_s / 3600
     )
     return export
+
+
+def export_checkpoint(ckpt_path: str | Path, out_dir: str | Path) -> Path:
+    """Write a checkpoint's encoder (fp16 safetensors + config.json with its training record)."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    saved = dict(state["cfg"])
+    enc_cfg = SemanticEncoderConfig.from_dict(saved.pop("encoder"))
+    encoder = SemanticEncoder(enc_cfg)
+    prefix = "encoder."
+    encoder.load_state_dict(
+        {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    )
+    info = {
+        "training": {
+            "recipe": "mae",
+            "steps": state["step"],
+            "wall_s": round(state["elapsed_s"], 1),
+            "audio_hours_seen": round(state["audio_s"] / 3600, 2),
+            "final_loss_ema": state.get("loss_ema"),
+            **state.get("record", {}),
+            "mae": saved,
+        }
+    }
+    save_encoder(encoder.float(), out_dir, info)
+    return Path(out_dir)
 
 
 def _cfg_dict(cfg: MAEConfig) -> dict:
@@ -514,7 +542,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=str(DATA_ROOT),
         help="corpus root holding train/{speech,music,noise}/manifest.tsv",
     )
-    p.add_argument("--time-budget-s", type=float, default=None, help="wall-time budget")
+    p.add_argument(
+        "--time-budget-s", type=float, default=None, help="training-loop wall-time budget"
+    )
+    p.add_argument(
+        "--stop-after-s",
+        type=float,
+        default=None,
+        help="hard stop this many seconds after the process started (data decoding included)",
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument(
@@ -533,11 +569,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="torch CPU threads (1 is fastest on a shared, oversubscribed machine)",
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="only export OUT/ckpt.pt's encoder to OUT/export (e.g. while a run goes on)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.export_only:
+        export = export_checkpoint(Path(args.out) / "ckpt.pt", Path(args.out) / "export")
+        print(f"encoder weights: {export}")
+        return 0
     overrides = dict(PRESETS[args.preset])
     for key in ("time_budget_s", "max_steps", "batch_size"):
         if getattr(args, key) is not None:
@@ -556,6 +601,20 @@ def run(args: argparse.Namespace) -> int:
         args.workers,
         args.ckpt_every_s,
         not args.no_progress,
+        deadline=None if args.stop_after_s is None else _T_START + args.stop_after_s,
     )
     print(f"encoder weights: {export}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streamcodec.training.mae`` (the same as ``streamcodec train mae``, without
+    importing the other CLI commands' optional dependencies)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.mae")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
