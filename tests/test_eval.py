@@ -133,7 +133,7 @@ def test_eval_cli_on_three_file_manifest(tmp_path, capsys):
         [
             "eval",
             "--codec",
-            "codec2-700c,opus-6k",
+            "codec2-700c",
             "--set",
             str(set_dir),
             "--out",
@@ -146,7 +146,7 @@ def test_eval_cli_on_three_file_manifest(tmp_path, capsys):
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     codecs = summary["codecs"]
-    assert list(codecs) == ["reference", "codec2-700c", "opus-6k"]
+    assert list(codecs) == ["reference", "codec2-700c"]
     keys = {
         "payload_bps",
         "mel_distance",
@@ -170,14 +170,13 @@ def test_eval_cli_on_three_file_manifest(tmp_path, capsys):
     assert 690 < c2["payload_bps"] < 720  # 700 bit/s, plus the zero-padded last frame
     assert ref["payload_bps"] is None and ref["pesq_wb"] > 4.5
     assert ref["pesq_wb"] > c2["pesq_wb"] and ref["stoi"] > c2["stoi"]
-    assert codecs["opus-6k"]["pesq_wb"] > c2["pesq_wb"]  # 7x the bits buys quality
     assert 0 <= ref["wer"] <= c2["wer"]
     assert summary["meta"]["files"] == 3 and summary["meta"]["mode"] == "speech"
     rows = (out / "per_file.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 * 3
+    assert len(rows) == 1 + 3 * 2
     report = (out / "report.md").read_text()
     assert "| codec2-700c |" in report and "spectrograms/" in report
-    assert len(list((out / "clips").glob("*.flac"))) == 3
+    assert len(list((out / "clips").glob("*.flac"))) == 2
     assert len(list((out / "spectrograms").glob("*.png"))) == 1
     assert "codec2-700c" in capsys.readouterr().out
 
