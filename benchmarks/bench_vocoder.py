@@ -1,0 +1,170 @@
+"""Speed of the mel vocoder on CPU: offline and streaming real-time factor, one stream.
+
+Writes ``benchmarks/results/vocoder_speed.{json,md}``. RTF = processing time /
+audio duration, median over ``--repeats`` runs. Streaming pushes ``n`` mel frames
+(``n`` x 10 ms) per call through a :class:`VocoderStream`; the codec row runs the
+whole ``mel-vocoder`` codec (streaming log-mel encoder + decoder sessions).
+
+    python benchmarks/bench_vocoder.py                 # bundled weights, 1 and 2 threads
+    python benchmarks/bench_vocoder.py --weights DIR --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamcodec.vocoder import Vocoder, VocoderConfig
+from streamcodec.vocoder.codec import MelVocoderCodec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def median_time(fn, repeats: int) -> tuple[float, float]:
+    """Median (wall seconds, process CPU seconds) of ``fn()`` over ``repeats`` calls.
+
+    On a shared machine the wall time includes waiting for a core; the CPU time
+    (all threads summed) does not, so with one thread it approximates the wall
+    time on an idle core.
+    """
+    fn()  # warm-up
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def bench(vocoder: Vocoder, seconds: float, chunks: list[int], repeats: int) -> list[dict]:
+    n_frames = int(seconds * 100)
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(1, vocoder.cfg.mel.n_mels, n_frames, generator=g) - 4.0
+    audio_s = n_frames * vocoder.cfg.hop_samples / vocoder.cfg.mel.sample_rate
+    rows = []
+    t, c = median_time(lambda: vocoder.synthesize(mel), repeats)
+    rows.append(
+        {"mode": "offline", "chunk_ms": audio_s * 1000, "rtf": t / audio_s, "cpu_rtf": c / audio_s}
+    )
+    for n in chunks:
+
+        def run_stream(n: int = n) -> None:
+            s = vocoder.stream()
+            for i in range(0, n_frames, n):
+                s.push(mel[..., i : i + n])
+            s.flush()
+
+        t, c = median_time(run_stream, repeats)
+        rows.append(
+            {"mode": "stream", "chunk_ms": 10 * n, "rtf": t / audio_s, "cpu_rtf": c / audio_s}
+        )
+    codec = MelVocoderCodec(vocoder=vocoder)
+    pcm = (np.random.default_rng(0).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
+
+    def run_codec() -> None:
+        enc, dec = codec.encoder(), codec.decoder()
+        for i in range(0, pcm.size, codec.frame_samples):
+            for f in enc.push(pcm[i : i + codec.frame_samples]):
+                dec.push(f)
+        dec.flush()
+
+    t, c = median_time(run_codec, repeats)
+    dur = pcm.size / 16000
+    ms = 1000 * codec.frame_duration_s
+    rows.append({"mode": "codec enc+dec", "chunk_ms": ms, "rtf": t / dur, "cpu_rtf": c / dur})
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", default="mel-vocoder", help="weights dir or bundled name")
+    ap.add_argument("--random-init", action="store_true", help="shipped config, random weights")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument(
+        "--chunks", type=int, nargs="+", default=[1, 2, 4, 8], help="mel frames per push"
+    )
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    if args.random_init:
+        vocoder, source = Vocoder.from_config(VocoderConfig()), "random init (shipped config)"
+    else:
+        vocoder, source = Vocoder.from_pretrained(args.weights), str(args.weights)
+    cfg = vocoder.cfg
+    results = []
+    for th in args.threads:
+        torch.set_num_threads(th)
+        for row in bench(vocoder, args.seconds, args.chunks, args.repeats):
+            results.append({"threads": th, **row})
+            print(
+                f"threads {th} {row['mode']:14s} {row['chunk_ms']:7.0f} ms  "
+                f"RTF {row['rtf']:.4f}  CPU-time RTF {row['cpu_rtf']:.4f}"
+            )
+    report = {
+        "weights": source,
+        "parameters": vocoder.generator.num_parameters(),
+        "config": cfg.to_dict(),
+        "delay_samples": cfg.delay_samples,
+        "delay_ms": 1000 * cfg.delay_samples / cfg.mel.sample_rate,
+        "latency_ms": cfg.latency_ms,
+        "audio_s": args.seconds,
+        "repeats": args.repeats,
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "load_avg_1_5_15": os.getloadavg(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "vocoder_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "# mel-vocoder speed (CPU, one stream)",
+        "",
+        f"Weights: {source}; {report['parameters'] / 1e6:.2f} M parameters; "
+        f"delay {report['delay_ms']:.0f} ms (+ 10 ms hop framing = {cfg.latency_ms:.0f} ms "
+        f"algorithmic latency). {args.seconds:g} s of audio, median of {args.repeats}.",
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch "
+        f"{torch.__version__}; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in report['machine']['load_avg_1_5_15'])} "
+        "(the machine is shared: a high load inflates the numbers).",
+        "",
+        "RTF = wall time / audio time; CPU-time RTF = process CPU time (all threads) / audio time.",
+        "",
+        "| threads | mode | chunk (ms) | RTF (wall) | CPU-time RTF |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['threads']} | {r['mode']} | {r['chunk_ms']:.0f} | {r['rtf']:.4f} "
+            f"| {r['cpu_rtf']:.4f} |"
+        )
+    (args.out / "vocoder_speed.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / 'vocoder_speed.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

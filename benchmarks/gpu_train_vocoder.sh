@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Train the mel vocoder on one CUDA GPU for a fixed wall-time budget.
+#
+#   benchmarks/gpu_train_vocoder.sh OUT_DIR BUDGET_S [extra `streamcodec train vocoder` options]
+#
+# BUDGET_S counts from the start of the Python process (corpus decoding included);
+# the run stops ~15 s before it to write its files. Writes to OUT_DIR:
+#   model.safetensors  EMA generator, fp16 (~7 MB)     } the shipped format; pass OUT_DIR to
+#   config.json        generator config + training info} `--init` to continue training later
+#   losses.csv         losses every 50 steps
+#   train.log          log
+# The full checkpoint (discriminators, optimisers) goes to $VOC_CKPT_DIR
+# (default /tmp/vocoder_ckpt), not to OUT_DIR.
+# Data: .carry/train_subset/{speech,music,noise}/manifest.tsv (never dev/ or probe/).
+# Needs torch with CUDA; av and soxr are installed from .carry/whl if missing.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 OUT_DIR BUDGET_S [extra options]" >&2
+    exit 2
+fi
+OUT=$1
+BUDGET=$2
+shift 2
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+if ! python3 -c "import av, soxr" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site "$REPO"/.carry/whl/*.whl
+    export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+S="$REPO/.carry/train_subset"
+mkdir -p "$OUT"
+exec python3 -m streamcodec train vocoder \
+    --out "$OUT" --preset gpu --device "${VOC_DEVICE:-cuda}" \
+    --manifest "$S/speech/manifest.tsv" --manifest "$S/music/manifest.tsv" \
+    --manifest "$S/noise/manifest.tsv" --noise-manifest "$S/noise/manifest.tsv" \
+    --budget-s "$BUDGET" --workers "${VOC_WORKERS:-16}" \
+    --ckpt-dir "${VOC_CKPT_DIR:-/tmp/vocoder_ckpt}" --ckpt-every-s 120 \
+    --log-every 50 --no-plot --no-progress "$@"

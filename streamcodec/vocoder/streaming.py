@@ -1,0 +1,81 @@
+"""Per-stream vocoder session: push log-mel chunks of any length, get audio out at once.
+
+The session owns all state (conv left context, overlap-add tail, block counter),
+so one :class:`~streamcodec.vocoder.inference.Vocoder` serves many streams.
+Concatenated outputs of ``push`` ... ``flush`` equal the offline synthesis
+delayed by ``delay_samples`` (the first ``delay_samples`` output samples are
+silence), for any chunking.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from streamcodec.vocoder.istft import overlap_add_stream
+from streamcodec.vocoder.model import GeneratorState
+
+if TYPE_CHECKING:
+    from streamcodec.vocoder.inference import Vocoder
+
+
+class VocoderStream:
+    """Streaming synthesis for ``batch_size`` independent streams (usually 1)."""
+
+    def __init__(self, vocoder: Vocoder, batch_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.vocoder = vocoder
+        self.batch_size = batch_size
+        self._state: GeneratorState | None = None
+        self._tail: torch.Tensor | None = None
+        self._blocks_out = 0  # synthesis blocks emitted so far
+        self._closed = False
+
+    @property
+    def delay_samples(self) -> int:
+        return self.vocoder.cfg.delay_samples
+
+    def push(self, mel: torch.Tensor) -> torch.Tensor:
+        """``mel: [B, M, n]`` (or ``[M, n]`` for B = 1) -> audio ``[B, n * hop]`` float32."""
+        if self._closed:
+            raise ValueError("push() after flush(): this vocoder stream is closed")
+        mel = self.vocoder.check_mel(mel)
+        if mel.shape[0] != self.batch_size:
+            raise ValueError(f"mel batch {mel.shape[0]} != stream batch_size {self.batch_size}")
+        return self._step(mel)
+
+    @torch.inference_mode()
+    def _step(self, mel: torch.Tensor) -> torch.Tensor:
+        v = self.vocoder
+        if mel.shape[-1] == 0:
+            return torch.zeros(mel.shape[0], 0, device=mel.device)
+        spec, self._state = v.generator(mel, self._state)
+        out, self._tail = overlap_add_stream(spec, self._tail, v.window, v.cfg.hop_samples)
+        # blocks before ``delay_frames`` belong to the time before the stream started
+        hop = v.cfg.hop_samples
+        preroll = max(0, v.cfg.delay_frames - self._blocks_out)
+        if preroll:
+            out[:, : preroll * hop] = 0.0
+        self._blocks_out += mel.shape[-1]
+        return out.clamp(-1.0, 1.0)
+
+    def flush(self) -> torch.Tensor:
+        """End of stream: the last ``delay_samples`` samples ``[B, delay_samples]``."""
+        if self._closed:
+            return torch.zeros(self.batch_size, 0)
+        v = self.vocoder
+        pad = torch.full(
+            (self.batch_size, v.cfg.mel.n_mels, v.cfg.lookahead_frames),
+            v.cfg.silence_log_mel,
+            device=v.window.device,
+        )
+        head = self._step(pad)
+        self._closed = True
+        tail = self._tail if self._tail is not None else head.new_zeros(self.batch_size, 0)
+        zero = min(tail.shape[1], max(0, self.delay_samples - self._blocks_out * v.cfg.hop_samples))
+        if zero:  # a stream shorter than the pre-roll
+            tail = tail.clone()
+            tail[:, :zero] = 0.0
+        return torch.cat([head, tail.clamp(-1.0, 1.0)], dim=1)

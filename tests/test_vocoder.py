@@ -1,0 +1,272 @@
+"""Tests of the streaming mel vocoder (tiny random-init models; CPU; seconds)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import streamcodec
+from streamcodec.audio import save_audio
+from streamcodec.cli.train import RECIPES, recipe_parser
+from streamcodec.vocoder import Vocoder, VocoderConfig
+from streamcodec.vocoder.codec import MelVocoderCodec
+from streamcodec.vocoder.istft import overlap_add, overlap_add_stream
+
+TINY = VocoderConfig(dim=32, intermediate_dim=64, num_layers=2)
+
+
+def tiny_vocoder(lookahead_frames: int = 0, seed: int = 0) -> Vocoder:
+    cfg = VocoderConfig(
+        dim=32, intermediate_dim=64, num_layers=2, lookahead_frames=lookahead_frames
+    )
+    v = Vocoder.from_config(cfg, seed=seed)
+    # random init gives near-silent output; scale the head up so comparisons are meaningful
+    with torch.no_grad():
+        v.generator.head.bias[: v.generator.n_bins] += 2.0
+    return v
+
+
+def random_mel(frames: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 80, frames, generator=g) - 4.0
+
+
+def test_generator_shapes() -> None:
+    v = tiny_vocoder()
+    spec, state = v.generator(random_mel(13, batch=3))
+    assert spec.shape == (3, 321, 13) and spec.is_complex()
+    assert len(state.context) == 1 + TINY.num_layers
+    assert v.synthesize(random_mel(13, batch=3)).shape == (3, 13 * 160)
+    assert v.synthesize(random_mel(0)).shape == (1, 0)
+
+
+def test_istft_head_inverts_stft_exactly() -> None:
+    x = torch.randn(2, 8000)
+    window = torch.hann_window(640)
+    spec = torch.stft(x, 640, 160, 640, window, center=False, return_complex=True)
+    y = overlap_add(spec, window, 160)
+    # interior samples (covered by all 4 overlapping frames) come back exactly
+    torch.testing.assert_close(y[:, 480:-480], x[:, 480 : y.shape[1] - 480], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "chunks", [[1], [2], [3, 1, 7], [64]], ids=["by1", "by2", "mixed", "whole"]
+)
+def test_istft_stream_equals_offline(chunks: list[int]) -> None:
+    spec = torch.randn(1, 321, 20, dtype=torch.complex64)
+    window = torch.hann_window(640)
+    ref = overlap_add(spec, window, 160)
+    parts, tail, i, k = [], None, 0, 0
+    while i < 20:
+        n = chunks[k % len(chunks)]
+        out, tail = overlap_add_stream(spec[..., i : i + n], tail, window, 160)
+        parts.append(out)
+        i, k = i + n, k + 1
+    got = torch.cat([*parts, tail], dim=1)
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("lookahead", [0, 1], ids=["la0", "la1"])
+@pytest.mark.parametrize(
+    "chunks", [[1], [2], [4], [5, 1, 3, 16], [200]], ids=["by1", "by2", "by4", "mixed", "whole"]
+)
+def test_stream_equals_offline(lookahead: int, chunks: list[int]) -> None:
+    v = tiny_vocoder(lookahead)
+    mel = random_mel(41, batch=2)
+    ref = v.synthesize(mel)
+    stream = v.stream(batch_size=2)
+    parts, i, k = [], 0, 0
+    while i < mel.shape[-1]:
+        n = chunks[k % len(chunks)]
+        out = stream.push(mel[..., i : i + n])
+        assert out.shape == (2, min(n, mel.shape[-1] - i) * 160)
+        parts.append(out)
+        i, k = i + n, k + 1
+    parts.append(stream.flush())
+    got = torch.cat(parts, dim=1)
+    d = v.cfg.delay_samples
+    assert got.shape[1] == ref.shape[1] + d
+    assert torch.all(got[:, :d] == 0)  # pre-roll is silent
+    assert ref.abs().max() > 1e-3  # the comparison is not between two silences
+    torch.testing.assert_close(got[:, d:], ref, atol=2e-5, rtol=0)
+
+
+def test_stream_shorter_than_delay() -> None:
+    v = tiny_vocoder()
+    stream = v.stream()
+    got = torch.cat([stream.push(random_mel(1)), stream.flush()], dim=1)
+    d = v.cfg.delay_samples
+    torch.testing.assert_close(got[:, d:], v.synthesize(random_mel(1)), atol=2e-5, rtol=0)
+    assert torch.all(got[:, :d] == 0)
+
+
+def test_lookahead_value_and_causality() -> None:
+    cfg = VocoderConfig()
+    assert cfg.delay_samples == 480 and cfg.latency_ms == 40.0  # 30 ms delay + 10 ms hop
+    assert VocoderConfig(lookahead_frames=1).delay_samples == 640
+    v = tiny_vocoder()
+    d = v.cfg.delay_samples
+    x = torch.randn(1, 6400) * 0.1
+    cut = 3200  # a multiple of the hop
+    x2 = x.clone()
+    x2[:, cut:] += torch.randn(1, 6400 - cut) * 0.1
+    y, y2 = v.copy_synthesis(x), v.copy_synthesis(x2)
+    # output before ``cut - delay`` cannot see audio at or after ``cut`` ...
+    torch.testing.assert_close(y[:, : cut - d], y2[:, : cut - d], atol=1e-6, rtol=0)
+    # ... and the next hop does: the look-ahead is exactly ``delay_samples``
+    assert (y[:, cut - d : cut - d + 160] - y2[:, cut - d : cut - d + 160]).abs().max() > 1e-4
+
+
+def test_codec_round_trip_stream_equals_offline() -> None:
+    v = tiny_vocoder()
+    codec = MelVocoderCodec(vocoder=v, mel_frames_per_frame=2)
+    assert codec.frame_samples == 320 and codec.bits_per_frame == 2560
+    assert codec.delay_samples == v.cfg.delay_samples
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(8000 + 77) * 0.1).astype(np.float32)
+    frames = codec.encode(x)
+    assert len(frames) == -(-x.size // 320) and all(len(f) == codec.frame_bytes for f in frames)
+    # streaming encoder (odd push sizes) gives the offline mel, as fp16
+    enc = codec.encoder()
+    streamed = [f for i in range(0, x.size, 123) for f in enc.push(x[i : i + 123])] + enc.flush()
+    assert streamed == frames
+    padded = np.zeros(len(frames) * 320, np.float32)
+    padded[: x.size] = x
+    mel = v.mel(torch.from_numpy(padded)[None])
+    got_mel = torch.cat([codec.frame_to_mel(f) for f in frames], dim=-1)
+    torch.testing.assert_close(got_mel, mel.half().float())
+    y = codec.decode(frames)
+    assert y.dtype == np.float32 and y.shape == (padded.size + codec.delay_samples,)
+    ref = v.synthesize(got_mel)[0].numpy()
+    np.testing.assert_allclose(y[codec.delay_samples :], ref, atol=2e-5)
+
+
+def test_codec_bad_frames_and_concealment() -> None:
+    codec = MelVocoderCodec(vocoder=tiny_vocoder())
+    dec = codec.decoder()
+    with pytest.raises(ValueError, match="bytes"):
+        dec.push(b"\x00" * 10)
+    with pytest.raises(TypeError):
+        dec.push("not bytes")  # type: ignore[arg-type]
+    nan_frame = np.full((2, 80), np.nan, dtype="<f2").tobytes()
+    with pytest.raises(ValueError, match="non-finite"):
+        dec.push(nan_frame)
+    good = codec.encode(np.zeros(320, np.float32))[0]
+    assert dec.push(None).shape == (320,)  # loss before anything arrived
+    assert dec.push(good).shape == (320,)
+    assert dec.push(None).shape == (320,)
+    with pytest.raises(ValueError):
+        MelVocoderCodec(vocoder=tiny_vocoder(), mel_frames_per_frame=0)
+
+
+def test_bad_inputs() -> None:
+    v = tiny_vocoder()
+    with pytest.raises(ValueError, match="80"):
+        v.synthesize(torch.zeros(1, 40, 10))
+    with pytest.raises(TypeError):
+        v.synthesize(torch.zeros(1, 80, 10, dtype=torch.int64))
+    with pytest.raises(TypeError):
+        v.synthesize(np.zeros((1, 80, 10)))  # type: ignore[arg-type]
+    s = v.stream()
+    with pytest.raises(ValueError, match="batch"):
+        s.push(random_mel(3, batch=2))
+    s.flush()
+    with pytest.raises(ValueError, match="closed"):
+        s.push(random_mel(3))
+    with pytest.raises(ValueError):
+        VocoderConfig(dim=0)
+    with pytest.raises(ValueError):
+        VocoderConfig(lookahead_frames=-1)
+    with pytest.raises(ValueError, match="unknown"):
+        VocoderConfig.from_dict({"dim": 8, "colour": "red"})
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    v = tiny_vocoder()
+    v.save(tmp_path, {"steps": 1})
+    w = Vocoder.from_pretrained(tmp_path)
+    assert w.cfg == v.cfg and w.training_info == {"steps": 1}
+    mel = random_mel(20)
+    torch.testing.assert_close(w.synthesize(mel), v.synthesize(mel), atol=2e-2, rtol=0)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format_version"):
+        Vocoder.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        Vocoder.from_pretrained(tmp_path / "missing")
+
+
+def test_bundled_weights_load_by_name() -> None:
+    codec = streamcodec.load("mel-vocoder")
+    assert codec.name == "mel-vocoder" and codec.sample_rate == 16000
+    assert codec.delay_samples <= 640  # look-ahead bar: <= 40 ms
+    info = codec.vocoder.training_info
+    assert info["step"] > 0 and info["audio_hours"] > 0
+    y = codec.decode(codec.encode(np.zeros(1600, np.float32)))
+    assert y.shape == (1600 + codec.delay_samples,) and np.all(np.isfinite(y))
+
+
+def _tiny_corpus(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    lines = ["path\tduration_s\tspeaker\tlabel_or_transcript\tlicence\tsource"]
+    for i in range(4):
+        t = np.arange(8000) / 16000
+        pcm = 0.3 * np.sin(2 * np.pi * (150 + 50 * i) * t) + 0.01 * rng.standard_normal(8000)
+        save_audio(tmp_path / f"a{i}.wav", pcm.astype(np.float32), 16000)
+        lines.append(f"a{i}.wav\t0.5\ts{i}\t\tCC0\ttest")
+    (tmp_path / "manifest.tsv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "manifest.tsv"
+
+
+def _train(argv: list[str]) -> argparse.Namespace:
+    parser, module = recipe_parser("vocoder")
+    args = parser.parse_args(argv)
+    assert module.run(args) == 0
+    return args
+
+
+def test_train_resume_and_init(tmp_path: Path) -> None:
+    manifest = _tiny_corpus(tmp_path / "data")
+    out = tmp_path / "run"
+    common = ["--preset", "tiny", "--manifest", str(manifest), "--device", "cpu"]
+    common += ["--no-progress", "--no-plot", "--log-every", "1", "--cache-dir", "none"]
+    _train(["--out", str(out), "--max-steps", "2", *common])
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert json.loads(ck["counters"])["step"] == 2
+    _train(["--out", str(out), "--max-steps", "3", *common])  # --resume auto
+    ck2 = torch.load(out / "last.pt", weights_only=True)
+    counters = json.loads(ck2["counters"])
+    assert counters["step"] == 3 and counters["gan_steps"] == 1  # tiny: GAN from step 2
+    assert len(counters["history"]) == 2
+    assert not torch.equal(ck["gen"]["head.weight"], ck2["gen"]["head.weight"])
+    with open(out / "losses.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(float(r["mel"])) for r in rows)
+    assert rows[-1]["adv"] != ""
+    # continue from the shipped (generator-only) files with fresh discriminators
+    shipped = Vocoder.from_pretrained(out)
+    assert shipped.training_info["step"] == 3
+    out2 = tmp_path / "run2"
+    _train(["--out", str(out2), "--init", str(out), "--max-steps", "4", *common])
+    info = Vocoder.from_pretrained(out2).training_info
+    assert info["step"] == 4 and len(info["history"]) == 3
+
+
+def test_train_cli_dispatch() -> None:
+    assert "vocoder" in RECIPES
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe_parser("nope")
+    from streamcodec.cli import build_parser
+
+    args = build_parser().parse_args(["train", "vocoder", "--out", "x", "--max-steps", "2"])
+    assert args.recipe == "vocoder" and args.recipe_args == ["--out", "x", "--max-steps", "2"]
+    parser, _ = recipe_parser("vocoder")
+    assert parser.parse_args(args.recipe_args).max_steps == 2
