@@ -1,10 +1,7 @@
 """Training recipe for the streaming mel vocoder (``streamcodec train vocoder ...``).
 
-Generator: :class:`streamcodec.vocoder.model.VocoderGenerator` on log-mel of random
-crops (gain / noise augmented, plus mild Gaussian noise on the log-mel so the
-vocoder tolerates imperfect mels from the diffusion decoder). Losses: multi-
-resolution log-mel L1 from step 0; after ``gan_start_step`` also hinge GAN losses
-from a multi-period and a multi-resolution discriminator plus feature matching.
+Data: random crops of the manifests' audio (gain / noise augmented). Model, losses
+and presets: :mod:`streamcodec.training.vocoder_gan`.
 
 The run stops at ``--max-steps`` or when ``--budget-s`` seconds of wall time
 (counted from process start, data decoding included) are used, whichever comes
@@ -24,14 +21,13 @@ import argparse
 import csv
 import json
 import logging
-import math
 import os
 import platform
 import queue
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,107 +35,16 @@ import torch
 from tqdm import tqdm
 
 from streamcodec.audio import load_audio
-from streamcodec.features import LogMel
 from streamcodec.manifest import read_manifest
 from streamcodec.training.data import DEFAULT_CACHE, AudioCorpus, Augment, CropSampler
-from streamcodec.training.losses import (
-    MultiResolutionMelLoss,
-    discriminator_hinge_loss,
-    feature_matching_loss,
-    generator_hinge_loss,
-)
-from streamcodec.vocoder.discriminators import (
-    DiscriminatorConfig,
-    MultiPeriodDiscriminator,
-    MultiResolutionDiscriminator,
-)
+from streamcodec.training.vocoder_gan import PRESETS, TrainConfig, Trainer
 from streamcodec.vocoder.inference import Vocoder
-from streamcodec.vocoder.istft import overlap_add
-from streamcodec.vocoder.model import VocoderConfig, VocoderGenerator
 
 log = logging.getLogger(__name__)
 
 _T0 = time.monotonic()  # process start (for --budget-s)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
-    disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    batch_size: int = 8
-    crop_s: float = 0.5
-    lr_g: float = 5e-4
-    lr_d: float = 5e-4
-    betas: tuple[float, float] = (0.8, 0.99)
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    final_decay_frac: float = 0.3  # cosine-decay the lr over the last part of the run
-    min_lr_ratio: float = 0.1
-    gan_start_step: int = 2000
-    mel_weight: float = 45.0
-    adv_weight: float = 1.0
-    mrd_weight: float = 0.5  # relative weight of the multi-resolution discriminator terms
-    fm_weight: float = 2.0
-    mel_noise_prob: float = 0.5
-    mel_noise_std: float = 0.2  # max std of Gaussian noise added to the log-mel input
-    ema_decay: float = 0.999
-    grad_clip: float = 100.0
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["vocoder"] = self.vocoder.to_dict()
-        d["disc"] = self.disc.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
-        d["vocoder"] = VocoderConfig.from_dict(d["vocoder"])
-        d["disc"] = DiscriminatorConfig.from_dict(d["disc"])
-        d["betas"] = tuple(d["betas"])
-        return cls(**d)
-
-
-#: generator shared by the CPU and GPU presets, so either can resume the other
-SHIPPED_GENERATOR = VocoderConfig(dim=256, intermediate_dim=768, num_layers=6)
-
-PRESETS: dict[str, TrainConfig] = {
-    # unit tests / plumbing checks: trains in seconds, learns nothing useful
-    "tiny": TrainConfig(
-        vocoder=VocoderConfig(dim=32, intermediate_dim=64, num_layers=2),
-        disc=DiscriminatorConfig(
-            periods=(2, 3), period_channels=(4, 8), resolutions=((256, 64),), resolution_channels=4
-        ),
-        batch_size=2,
-        crop_s=0.25,
-        warmup_steps=2,
-        gan_start_step=2,
-        ema_decay=0.9,
-    ),
-    # 2 CPU cores, 1-2 hours
-    "cpu": TrainConfig(
-        vocoder=SHIPPED_GENERATOR,
-        disc=DiscriminatorConfig(period_channels=(16, 32, 64, 128), resolution_channels=16),
-        batch_size=8,
-        crop_s=0.5,
-        gan_start_step=4000,
-    ),
-    # one CUDA GPU (bf16 autocast), minutes
-    "gpu": TrainConfig(
-        vocoder=SHIPPED_GENERATOR,
-        disc=DiscriminatorConfig(period_channels=(32, 64, 128, 256), resolution_channels=32),
-        batch_size=32,
-        crop_s=1.0,
-        lr_g=1e-3,
-        lr_d=1e-3,
-        warmup_steps=300,
-        gan_start_step=1500,
-    ),
-}
-
-
-# --- data ---------------------------------------------------------------------------------------
 def _decode_one(args: tuple[str, int]) -> np.ndarray:
     path, sr = args
     return (np.clip(load_audio(path, sr), -1, 1) * 32767).astype(np.int16)
@@ -226,199 +131,6 @@ class Prefetcher:
 
     def close(self) -> None:
         self._stop.set()
-
-
-# --- model pieces --------------------------------------------------------------------------------
-class Trainer:
-    """All training state of one run (generator, EMA, discriminators, optimisers, counters)."""
-
-    def __init__(self, cfg: TrainConfig, device: torch.device, bf16: bool) -> None:
-        self.cfg, self.device, self.bf16 = cfg, device, bf16
-        torch.manual_seed(cfg.seed)
-        self.gen = VocoderGenerator(cfg.vocoder).to(device)
-        self.ema = VocoderGenerator(cfg.vocoder).to(device)
-        self.ema.load_state_dict(self.gen.state_dict())
-        self.ema.requires_grad_(False)
-        self.mpd = MultiPeriodDiscriminator(cfg.disc).to(device)
-        self.mrd = MultiResolutionDiscriminator(cfg.disc).to(device)
-        self.opt_g = torch.optim.AdamW(
-            self.gen.parameters(), cfg.lr_g, betas=cfg.betas, weight_decay=cfg.weight_decay
-        )
-        self.opt_d = torch.optim.AdamW(
-            [*self.mpd.parameters(), *self.mrd.parameters()],
-            cfg.lr_d,
-            betas=cfg.betas,
-            weight_decay=cfg.weight_decay,
-        )
-        self.logmel = LogMel(cfg.vocoder.mel).to(device)
-        self.mel_loss = MultiResolutionMelLoss(sample_rate=cfg.vocoder.mel.sample_rate).to(device)
-        self.window = torch.hann_window(cfg.vocoder.n_fft, device=device)
-        self.step = 0
-        self.gan_steps = 0
-        self.audio_s = 0.0  # seconds of audio through the generator
-        self.wall_s = 0.0  # training wall time over all sessions
-        self.history: list[dict] = []  # one record per training session
-        self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
-
-    # -- state ---------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {
-            "config": json.dumps(self.cfg.to_dict()),
-            "gen": self.gen.state_dict(),
-            "ema": self.ema.state_dict(),
-            "mpd": self.mpd.state_dict(),
-            "mrd": self.mrd.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "counters": json.dumps(self._counters()),
-        }
-
-    def _counters(self) -> dict:
-        return {
-            "step": self.step,
-            "gan_steps": self.gan_steps,
-            "audio_s": self.audio_s,
-            "wall_s": self.wall_s,
-            "history": self.history,
-        }
-
-    def load_state_dict(self, sd: dict) -> None:
-        self.gen.load_state_dict(sd["gen"])
-        self.ema.load_state_dict(sd["ema"])
-        self.mpd.load_state_dict(sd["mpd"])
-        self.mrd.load_state_dict(sd["mrd"])
-        self.opt_g.load_state_dict(sd["opt_g"])
-        self.opt_d.load_state_dict(sd["opt_d"])
-        self._set_counters(json.loads(sd["counters"]))
-
-    def _set_counters(self, c: dict) -> None:
-        self.step = int(c.get("step", 0))
-        self.gan_steps = int(c.get("gan_steps", 0))
-        self.audio_s = float(c.get("audio_s", 0.0))
-        self.wall_s = float(c.get("wall_s", 0.0))
-        self.history = list(c.get("history", []))
-
-    def init_from_shipped(self, path: Path) -> None:
-        """Generator (and EMA) from a shipped weights directory; fresh D and optimisers."""
-        v = Vocoder.from_pretrained(path, device=str(self.device))
-        if v.cfg != self.cfg.vocoder:
-            raise ValueError(f"{path}: generator config {v.cfg} differs from the run's")
-        self.gen.load_state_dict(v.generator.state_dict())
-        self.ema.load_state_dict(v.generator.state_dict())
-        self._set_counters(v.training_info)
-
-    def training_info(self) -> dict:
-        return {
-            **self._counters(),
-            "audio_hours": self.audio_s / 3600,
-            "wall_hours": self.wall_s / 3600,
-        }
-
-    # -- one step ------------------------------------------------------------------------------
-    def lr_factor(self, progress: float) -> float:
-        cfg = self.cfg
-        warm = min(1.0, (self.step + 1) / max(1, cfg.warmup_steps))
-        start = 1.0 - cfg.final_decay_frac
-        if progress <= start or cfg.final_decay_frac <= 0:
-            return warm
-        t = min(1.0, (progress - start) / cfg.final_decay_frac)
-        return warm * (
-            cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-        )
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16)
-
-    def generate(self, x: torch.Tensor, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x: [B, T]`` -> (``y_hat: [B, T']``, target ``y: [B, T']``), T' = F * hop - delay."""
-        cfg, vc = self.cfg, self.cfg.vocoder
-        with torch.no_grad():
-            mel = self.logmel(x)
-            if noisy and cfg.mel_noise_std > 0:
-                b = mel.shape[0]
-                on = (torch.rand(b, 1, 1, generator=self.rng) < cfg.mel_noise_prob).float()
-                std = torch.rand(b, 1, 1, generator=self.rng) * cfg.mel_noise_std * on
-                noise = torch.randn(mel.shape, generator=self.rng) * std
-                mel = mel + noise.to(mel.device)
-        with self._autocast():
-            spec, _ = self.gen(mel)
-        y_syn = overlap_add(spec, self.window, vc.hop_samples)
-        n_frames = mel.shape[-1]
-        d = vc.delay_samples
-        return y_syn[:, d : n_frames * vc.hop_samples], x[:, : n_frames * vc.hop_samples - d]
-
-    def train_step(self, x: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
-        """One optimisation step on ``x: [B, T]``; returns detached scalar tensors (no GPU sync)."""
-        cfg = self.cfg
-        f = self.lr_factor(progress)
-        for g in self.opt_g.param_groups:
-            g["lr"] = cfg.lr_g * f
-        for g in self.opt_d.param_groups:
-            g["lr"] = cfg.lr_d * f
-        x = x.to(self.device, non_blocking=True)
-        y_hat, y = self.generate(x, noisy=True)
-        out: dict[str, torch.Tensor] = {"lr": torch.tensor(cfg.lr_g * f)}
-        gan = self.step >= cfg.gan_start_step
-        if gan:
-            with self._autocast():
-                rp, _ = self.mpd(y)
-                fp, _ = self.mpd(y_hat.detach())
-                rr, _ = self.mrd(y)
-                fr, _ = self.mrd(y_hat.detach())
-                loss_d = discriminator_hinge_loss(
-                    rp, fp
-                ) + cfg.mrd_weight * discriminator_hinge_loss(rr, fr)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            torch.nn.utils.clip_grad_norm_(
-                [*self.mpd.parameters(), *self.mrd.parameters()], cfg.grad_clip
-            )
-            self.opt_d.step()
-            out["loss_d"] = loss_d.detach()
-        mel = self.mel_loss(y_hat, y)
-        loss_g = cfg.mel_weight * mel
-        if gan:
-            with self._autocast():
-                with torch.no_grad():
-                    _, rp_feat = self.mpd(y)
-                    _, rr_feat = self.mrd(y)
-                fp, fp_feat = self.mpd(y_hat)
-                fr, fr_feat = self.mrd(y_hat)
-                adv = generator_hinge_loss(fp) + cfg.mrd_weight * generator_hinge_loss(fr)
-                fm = feature_matching_loss(
-                    rp_feat, fp_feat
-                ) + cfg.mrd_weight * feature_matching_loss(rr_feat, fr_feat)
-            loss_g = loss_g + cfg.adv_weight * adv + cfg.fm_weight * fm
-            out["adv"], out["fm"] = adv.detach(), fm.detach()
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        out["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.gen.parameters(), cfg.grad_clip)
-        self.opt_g.step()
-        self._update_ema()
-        self.step += 1
-        self.gan_steps += int(gan)
-        self.audio_s += x.shape[0] * x.shape[1] / cfg.vocoder.mel.sample_rate
-        out["mel"], out["loss_g"] = mel.detach(), loss_g.detach()
-        return out
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        ema_p = list(self.ema.parameters())
-        torch._foreach_lerp_(ema_p, list(self.gen.parameters()), 1.0 - decay)
-
-    @torch.no_grad()
-    def validate(self, clips: list[torch.Tensor]) -> float:
-        """Mean log-mel L1 (the shipped mel resolution) of EMA copy-synthesis on ``clips``."""
-        vocoder = Vocoder(self.ema)
-        errs = []
-        for c in clips:
-            x = c.to(self.device)[None]
-            y = vocoder.synthesize(self.logmel(x))
-            n = y.shape[-1]
-            errs.append(float(torch.mean(torch.abs(self.logmel(y) - self.logmel(x[:, :n])))))
-        self.ema.train(False)
-        return float(np.mean(errs))
 
 
 # --- run ------------------------------------------------------------------------------------------
@@ -583,11 +295,17 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
     return tr, resume_path is not None
 
 
-def _make_data(
-    args: argparse.Namespace, tr: Trainer
-) -> tuple[CropSampler, list[torch.Tensor], dict]:
-    """(crop sampler, validation clips, data description) for the run."""
-    cfg = tr.cfg
+@dataclass
+class _Data:
+    corpus: AudioCorpus
+    noise: AudioCorpus | None
+    val_clips: list[torch.Tensor]
+    info: dict
+
+
+def _load_data(args: argparse.Namespace) -> _Data:
+    """Decode the training (and noise, validation) audio. Runs before CUDA is initialised,
+    so the decoding process pool may fork safely."""
     manifests = args.manifest or _default_manifests()
     cache = None if args.cache_dir in ("", "none") else Path(args.cache_dir)
     corpus = load_corpus(manifests, args.workers, not args.no_progress, cache)
@@ -600,26 +318,29 @@ def _make_data(
             noise = subset_corpus(corpus, idx)
         else:
             noise = load_corpus([noise_manifest], args.workers, False, cache)
-    crop = int(round(cfg.crop_s * cfg.vocoder.mel.sample_rate))
-    sampler = CropSampler(corpus, crop, Augment(), noise=noise, seed=cfg.seed + tr.step)
     val_clips: list[torch.Tensor] = []
     if args.val_manifest:
         for e in read_manifest(args.val_manifest)[: args.val_files]:
             val_clips.append(torch.from_numpy(load_audio(e.path)[: 4 * 16000].copy()))
-    data = {
+    info = {
         "data": [str(m) for m in manifests],
         "data_hours": round(corpus.hours, 3),
         "data_files": len(corpus),
     }
-    return sampler, val_clips, data
+    return _Data(corpus, noise, val_clips, info)
 
 
 def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    loaded = _load_data(args)
     tr, resumed = _make_trainer(args, ckpt_dir)
     cfg, device = tr.cfg, tr.device
-    sampler, val_clips, data = _make_data(args, tr)
+    crop = int(round(cfg.crop_s * cfg.vocoder.mel.sample_rate))
+    sampler = CropSampler(
+        loaded.corpus, crop, Augment(), noise=loaded.noise, seed=cfg.seed + tr.step
+    )
+    val_clips, data = loaded.val_clips, loaded.info
     print(
         f"vocoder training: preset {args.preset}, {tr.gen.num_parameters() / 1e6:.2f} M generator "
         f"parameters, {data['data_hours']:.2f} h of audio in {data['data_files']} files, "
@@ -710,3 +431,16 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         f"{tr.audio_s / 3600:.2f} h of audio seen in total; weights in {out}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streamcodec.training.vocoder ...``: the recipe without the rest of the CLI
+    (whose other commands import packages a bare GPU machine may lack)."""
+    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.vocoder")
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,7 +30,7 @@ class MelVocoderCodec(Codec):
     def __init__(
         self,
         weights: str | Path = "mel-vocoder",
-        mel_frames_per_frame: int = 2,
+        mel_frames_per_frame: int = 4,
         vocoder: Vocoder | None = None,
         name: str = "mel-vocoder",
         threads: int | None = None,
