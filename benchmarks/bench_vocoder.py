@@ -55,7 +55,9 @@ def median_time(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def bench(vocoder: Vocoder, seconds: float, chunks: list[int], repeats: int) -> list[dict]:
+def bench(
+    vocoder: Vocoder, seconds: float, chunks: list[int], repeats: int, threads: int
+) -> list[dict]:
     n_frames = int(seconds * 100)
     g = torch.Generator().manual_seed(0)
     mel = torch.randn(1, vocoder.cfg.mel.n_mels, n_frames, generator=g) - 4.0
@@ -68,7 +70,7 @@ def bench(vocoder: Vocoder, seconds: float, chunks: list[int], repeats: int) -> 
     for n in chunks:
 
         def run_stream(n: int = n) -> None:
-            s = vocoder.stream()
+            s = vocoder.stream(threads=threads)
             for i in range(0, n_frames, n):
                 s.push(mel[..., i : i + n])
             s.flush()
@@ -77,7 +79,7 @@ def bench(vocoder: Vocoder, seconds: float, chunks: list[int], repeats: int) -> 
         rows.append(
             {"mode": "stream", "chunk_ms": 10 * n, "rtf": t / audio_s, "cpu_rtf": c / audio_s}
         )
-    codec = MelVocoderCodec(vocoder=vocoder)
+    codec = MelVocoderCodec(vocoder=vocoder, threads=threads)
     pcm = (np.random.default_rng(0).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
 
     def run_codec() -> None:
@@ -114,7 +116,7 @@ def main() -> int:
     results = []
     for th in args.threads:
         torch.set_num_threads(th)
-        for row in bench(vocoder, args.seconds, args.chunks, args.repeats):
+        for row in bench(vocoder, args.seconds, args.chunks, args.repeats, th):
             results.append({"threads": th, **row})
             print(
                 f"threads {th} {row['mode']:14s} {row['chunk_ms']:7.0f} ms  "

@@ -97,6 +97,19 @@ def test_stream_equals_offline(lookahead: int, chunks: list[int]) -> None:
     torch.testing.assert_close(got[:, d:], ref, atol=2e-5, rtol=0)
 
 
+def test_stream_thread_setting_is_restored() -> None:
+    from streamcodec.vocoder.streaming import intra_op_threads
+
+    before = torch.get_num_threads()
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    v = tiny_vocoder()
+    s = v.stream(threads=1)
+    s.push(random_mel(3))
+    assert torch.get_num_threads() == before
+
+
 def test_stream_shorter_than_delay() -> None:
     v = tiny_vocoder()
     stream = v.stream()
@@ -211,8 +224,9 @@ def test_bundled_weights_load_by_name() -> None:
     assert codec.delay_samples <= 640  # look-ahead bar: <= 40 ms
     info = codec.vocoder.training_info
     assert info["step"] > 0 and info["audio_hours"] > 0
-    y = codec.decode(codec.encode(np.zeros(1600, np.float32)))
-    assert y.shape == (1600 + codec.delay_samples,) and np.all(np.isfinite(y))
+    x = np.zeros(5 * codec.frame_samples, np.float32)
+    y = codec.decode(codec.encode(x))
+    assert y.shape == (x.size + codec.delay_samples,) and np.all(np.isfinite(y))
 
 
 def _tiny_corpus(tmp_path: Path) -> Path:

@@ -17,14 +17,15 @@ import torch
 
 from streamcodec.codec import Codec, DecoderSession, EncoderSession, Frame
 from streamcodec.vocoder.inference import Vocoder
-from streamcodec.vocoder.streaming import VocoderStream
+from streamcodec.vocoder.streaming import VocoderStream, intra_op_threads
 
 
 class MelVocoderCodec(Codec):
     """Log-mel analysis + streaming neural vocoder.
 
     ``weights``: a weights directory or a bundled model name (default ``"mel-vocoder"``);
-    ``vocoder``: an already loaded :class:`Vocoder` (then ``weights`` is ignored).
+    ``vocoder``: an already loaded :class:`Vocoder` (then ``weights`` is ignored);
+    ``threads``: torch intra-op threads the sessions use per frame (``None``: leave as is).
     """
 
     def __init__(
@@ -33,14 +34,13 @@ class MelVocoderCodec(Codec):
         mel_frames_per_frame: int = 4,
         vocoder: Vocoder | None = None,
         name: str = "mel-vocoder",
-        threads: int | None = None,
+        threads: int | None = 1,
     ) -> None:
         if not isinstance(mel_frames_per_frame, int) or mel_frames_per_frame < 1:
             raise ValueError(
                 f"mel_frames_per_frame must be an int >= 1, got {mel_frames_per_frame!r}"
             )
-        if threads is not None:
-            torch.set_num_threads(threads)
+        self.threads = threads
         self.vocoder = vocoder if vocoder is not None else Vocoder.from_pretrained(weights)
         cfg = self.vocoder.cfg
         self.name = name
@@ -73,8 +73,11 @@ class _MelEncoder(EncoderSession):
         mel_cfg = codec.vocoder.cfg.mel
         self._history = np.zeros(mel_cfg.history_samples, dtype=np.float32)
 
-    @torch.inference_mode()
     def _encode_frame(self, pcm: np.ndarray) -> list[Frame]:
+        with intra_op_threads(self.codec.threads), torch.inference_mode():
+            return self._analyse(pcm)
+
+    def _analyse(self, pcm: np.ndarray) -> list[Frame]:
         buf = np.concatenate([self._history, pcm])
         self._history = buf[buf.shape[0] - self._history.shape[0] :].copy()
         n = self.codec.mel_frames_per_frame
@@ -88,7 +91,7 @@ class _VocoderDecoder(DecoderSession):
 
     def __init__(self, codec: MelVocoderCodec) -> None:
         super().__init__(codec)
-        self._stream: VocoderStream = codec.vocoder.stream()
+        self._stream: VocoderStream = codec.vocoder.stream(threads=codec.threads)
         self._last_mel: torch.Tensor | None = None
         self._lost = 0
 

@@ -105,8 +105,9 @@ class Vocoder:
             raise ValueError(f"expected mel: [B, {m}, F] or [{m}, F], got {tuple(mel.shape)}")
         return mel.to(self.window.device, torch.float32)
 
-    def stream(self, batch_size: int = 1) -> VocoderStream:
-        return VocoderStream(self, batch_size)
+    def stream(self, batch_size: int = 1, threads: int | None = 1) -> VocoderStream:
+        """A streaming session (``threads``: torch intra-op threads per step, ``None``: as is)."""
+        return VocoderStream(self, batch_size, threads)
 
     @torch.inference_mode()
     def synthesize(self, mel: torch.Tensor) -> torch.Tensor:

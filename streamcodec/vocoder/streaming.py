@@ -9,6 +9,8 @@ silence), for any chunking.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,14 +22,37 @@ if TYPE_CHECKING:
     from streamcodec.vocoder.inference import Vocoder
 
 
-class VocoderStream:
-    """Streaming synthesis for ``batch_size`` independent streams (usually 1)."""
+@contextlib.contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave as is).
 
-    def __init__(self, vocoder: Vocoder, batch_size: int = 1) -> None:
+    A streaming step is a few hundred tiny ops: on a loaded machine extra threads
+    wait on each other far longer than they help, so sessions use one thread by
+    default. (The setting is process-wide; concurrent sessions only affect speed.)
+    """
+    prev = torch.get_num_threads()
+    if n is None or n == prev:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+class VocoderStream:
+    """Streaming synthesis for ``batch_size`` independent streams (usually 1).
+
+    ``threads``: torch intra-op threads while a chunk is synthesised (``None``: unchanged).
+    """
+
+    def __init__(self, vocoder: Vocoder, batch_size: int = 1, threads: int | None = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.vocoder = vocoder
         self.batch_size = batch_size
+        self.threads = threads
         self._state: GeneratorState | None = None
         self._tail: torch.Tensor | None = None
         self._blocks_out = 0  # synthesis blocks emitted so far
@@ -46,8 +71,11 @@ class VocoderStream:
             raise ValueError(f"mel batch {mel.shape[0]} != stream batch_size {self.batch_size}")
         return self._step(mel)
 
-    @torch.inference_mode()
     def _step(self, mel: torch.Tensor) -> torch.Tensor:
+        with intra_op_threads(self.threads), torch.inference_mode():
+            return self._synth(mel)
+
+    def _synth(self, mel: torch.Tensor) -> torch.Tensor:
         v = self.vocoder
         if mel.shape[-1] == 0:
             return torch.zeros(mel.shape[0], 0, device=mel.device)
