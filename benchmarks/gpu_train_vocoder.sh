@@ -13,7 +13,8 @@
 # (default /tmp/vocoder_ckpt), not to OUT_DIR.
 # Data: .carry/train_subset/{speech,music,noise}/manifest.tsv (never dev/ or probe/).
 # Needs torch with CUDA, numpy, tqdm, safetensors; av and soxr are installed from
-# .carry/whl if missing. VOC_DEVICE=cpu tests the plumbing without a GPU.
+# .carry/whl if missing. $PYTHON picks the interpreter (default python3).
+# VOC_DEVICE=cpu tests the plumbing without a GPU (add e.g. --batch-size 2).
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 OUT_DIR BUDGET_S [extra options]" >&2
@@ -23,18 +24,19 @@ OUT=$1
 BUDGET=$2
 shift 2
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-python3}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-if ! python3 -c "import av, soxr" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site "$REPO"/.carry/whl/*.whl
+if ! "$PY" -c "import av, soxr" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site "$REPO"/.carry/whl/*.whl
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
-python3 -c "import numpy, torch, tqdm, safetensors, av, soxr" \
+"$PY" -c "import numpy, torch, tqdm, safetensors, av, soxr" \
     || { echo "gpu_train_vocoder: a dependency is missing" >&2; exit 3; }
 S="$REPO/.carry/train_subset"
 mkdir -p "$OUT"
 # the recipe module directly: `python -m streamcodec` imports every CLI command, and
 # some need packages (aiortc, ...) that a bare GPU machine lacks
-exec python3 -m streamcodec.training.vocoder \
+exec "$PY" -m streamcodec.training.vocoder \
     --out "$OUT" --preset gpu --device "${VOC_DEVICE:-cuda}" \
     --manifest "$S/speech/manifest.tsv" --manifest "$S/music/manifest.tsv" \
     --manifest "$S/noise/manifest.tsv" --noise-manifest "$S/noise/manifest.tsv" \
