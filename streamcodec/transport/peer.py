@@ -22,9 +22,10 @@ messages, and a :class:`DatagramTap` sees (and may drop) every UDP datagram.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import aioice.ice
@@ -48,6 +49,17 @@ def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 # Installed once; without an override in the calling context it defers to aioice.
 aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextlib.contextmanager
+def gather_on(addresses: tuple[str, ...] | None) -> Iterator[None]:
+    """Within this block, ICE gathering (``setLocalDescription``) of any aiortc
+    ``RTCPeerConnection`` uses ``addresses`` for host candidates (``None``: aioice's)."""
+    token = _HOST_ADDRESSES.set(addresses)
+    try:
+        yield
+    finally:
+        _HOST_ADDRESSES.reset(token)
 
 
 @dataclass(frozen=True)
