@@ -228,3 +228,24 @@ def test_manifest_paths_resolve_from_data_root(tmp_path):
     (root / "bad.tsv").write_text("path\tfoo\n")
     with pytest.raises(ValueError, match="lacks columns"):
         read_manifest(root / "bad.tsv")
+
+
+def test_parallel_jobs_give_the_same_scores(tmp_path):
+    from streamcodec.eval.harness import EvalConfig, run_eval
+
+    def scores(jobs: int) -> dict:
+        cfg = EvalConfig(
+            codecs=("opus-6k",),
+            set_dir=assets.speech_dir(),
+            out_dir=tmp_path / f"jobs{jobs}",
+            limit=2,
+            metrics=("mel_distance", "stoi"),
+            clips=0,
+            progress=False,
+        )
+        return run_eval(cfg, jobs=jobs)["codecs"]
+
+    one, two = scores(1), scores(2)
+    for name in ("reference", "opus-6k"):
+        for key in ("mel_distance", "stoi", "payload_bps", "files"):
+            assert one[name][key] == two[name][key], (name, key)

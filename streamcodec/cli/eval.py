@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--whisper-model", default=None, help="faster-whisper model path or name")
     p.add_argument("--clips", type=int, default=2, help="files to keep decoded clips of")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes scoring files in parallel (RTFs are then measured under load)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         clips=args.clips,
         progress=not args.no_progress,
     )
-    summary = run_eval(cfg)
+    summary = run_eval(cfg, jobs=args.jobs)
     print(summary_table(summary))
     print(f"\nreport: {args.out / 'report.md'}")
     return 0

@@ -20,10 +20,12 @@ import csv
 import json
 import logging
 import math
+import multiprocessing
 import os
 import platform
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,10 +118,19 @@ class _Accumulator:
         self.ref_words = 0
         self.files = 0
 
-    def add(self, row: dict[str, float]) -> None:
-        for k, v in row.items():
+    def add_row(self, row: dict) -> None:
+        """Fold one file's row (as made by :class:`_FileEvaluator`) into the sums."""
+        for key in SUMMARY_KEYS:
+            v = row.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                self.values.setdefault(k, []).append(float(v))
+                self.values.setdefault(key, []).append(float(v))
+        self.bits += row.get("payload_bits", 0)
+        self.enc_s += row.get("enc_s", 0.0)
+        self.dec_s += row.get("dec_s", 0.0)
+        self.word_errors += row.get("word_errors", 0)
+        self.ref_words += row.get("ref_words", 0)
+        self.audio_s += row["duration_s"]
+        self.files += 1
 
     def summary(self, is_reference: bool) -> dict[str, float | int | None]:
         out: dict[str, float | int | None] = {}
@@ -134,35 +145,29 @@ class _Accumulator:
         return out
 
 
-def run_eval(cfg: EvalConfig) -> dict:
-    """Evaluate ``cfg.codecs`` on ``cfg.set_dir``; writes the report and returns the summary."""
-    entries = read_manifest(cfg.set_dir)
-    if cfg.limit is not None:
-        if cfg.limit <= 0:
-            raise ValueError(f"limit must be positive, got {cfg.limit}")
-        entries = entries[: cfg.limit]
-    speech = _is_speech(entries, cfg.mode)
-    metrics = tuple(m for m in cfg.metrics if speech or m not in SPEECH_ONLY)
-    codecs: list[Codec] = [load(name) for name in cfg.codecs]
-    scorers = Scorers(metrics, speech, cfg.whisper_model)
-    out_dir = Path(cfg.out_dir)
-    (out_dir / "clips").mkdir(parents=True, exist_ok=True)
-    (out_dir / "spectrograms").mkdir(parents=True, exist_ok=True)
+class _FileEvaluator:
+    """Codes one file through every codec and scores it (one per process)."""
 
-    names = [REFERENCE] + [c.name for c in codecs]
-    acc = {n: _Accumulator() for n in names}
-    rows: list[dict] = []
-    transcripts: list[dict] = []
-    bar = tqdm(total=len(entries) * len(names), desc="eval", unit="run", disable=not cfg.progress)
-    for index, entry in enumerate(entries):
+    def __init__(self, cfg: EvalConfig, speech: bool, metrics: tuple[str, ...]) -> None:
+        self.cfg = cfg
+        self.speech = speech
+        self.codecs: list[Codec] = [load(name) for name in cfg.codecs]
+        self.scorers = Scorers(metrics, speech, cfg.whisper_model)
+
+    def __call__(self, index: int, entry: ManifestEntry) -> tuple[list[dict], list[dict], dict]:
+        """Returns per-codec rows, transcripts, and decoded audio (for the first files only)."""
+        scorers = self.scorers
         ref = load_audio(entry.path, SAMPLE_RATE)
         duration_s = ref.size / SAMPLE_RATE
-        ref_text = entry.label if speech else ""
+        ref_text = entry.label if self.speech else ""
         decoded: dict[str, np.ndarray] = {REFERENCE: ref}
+        rows: list[dict] = []
+        transcripts: list[dict] = []
         if scorers.transcriber is not None:
             ref_hyp = scorers.transcriber.transcribe(ref)
             truth = ref_text or ref_hyp  # no transcript: score against the reference's own
-        for name, codec in [(REFERENCE, None), *[(c.name, c) for c in codecs]]:
+        max_shift = int(self.cfg.max_shift_ms * SAMPLE_RATE / 1000)
+        for name, codec in [(REFERENCE, None), *[(c.name, c) for c in self.codecs]]:
             row: dict = {"codec": name, "file": entry.rel_path, "duration_s": duration_s}
             if codec is None:
                 deg = ref
@@ -172,7 +177,6 @@ def run_eval(cfg: EvalConfig) -> dict:
                 t1 = time.perf_counter()
                 out = codec.decode(frames)
                 t2 = time.perf_counter()
-                max_shift = int(cfg.max_shift_ms * SAMPLE_RATE / 1000)
                 deg, lag = align_to(ref, out, codec.delay_samples, max_shift)
                 bits = codec.payload_bits(frames)
                 row.update(
@@ -180,32 +184,91 @@ def run_eval(cfg: EvalConfig) -> dict:
                     enc_rtf=(t1 - t0) / duration_s,
                     dec_rtf=(t2 - t1) / duration_s,
                     lag_samples=lag,
+                    payload_bits=bits,
+                    enc_s=t1 - t0,
+                    dec_s=t2 - t1,
                 )
-                a = acc[name]
-                a.bits += bits
-                a.enc_s += t1 - t0
-                a.dec_s += t2 - t1
             decoded[name] = deg
             row.update(scorers.intrusive(ref, deg))
             row.update(scorers.non_intrusive(deg))
             if scorers.transcriber is not None and not (name == REFERENCE and not ref_text):
                 hyp = ref_hyp if name == REFERENCE else scorers.transcriber.transcribe(deg)
                 errors, n_words = scorers.transcriber.errors(truth, hyp)
-                row["wer"] = 100.0 * errors / n_words if n_words else math.nan
-                acc[name].word_errors += errors
-                acc[name].ref_words += n_words
+                row.update(
+                    wer=100.0 * errors / n_words if n_words else math.nan,
+                    word_errors=errors,
+                    ref_words=n_words,
+                )
                 transcripts.append(
                     {"codec": name, "file": entry.rel_path, "hyp": hyp, "ref": truth}
                 )
-            a = acc[name]
-            a.audio_s += duration_s
-            a.files += 1
-            a.add({k: v for k, v in row.items() if k in SUMMARY_KEYS})
             rows.append(row)
+        return rows, transcripts, (decoded if index < self.cfg.clips else {})
+
+
+_WORKER: _FileEvaluator | None = None
+
+
+def _init_worker(cfg: EvalConfig, speech: bool, metrics: tuple[str, ...]) -> None:
+    global _WORKER
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; no thread oversubscription
+    _WORKER = _FileEvaluator(cfg, speech, metrics)
+
+
+def _run_worker(job: tuple[int, ManifestEntry]) -> tuple[list[dict], list[dict], dict]:
+    assert _WORKER is not None
+    return _WORKER(*job)
+
+
+def run_eval(cfg: EvalConfig, jobs: int = 1) -> dict:
+    """Evaluate ``cfg.codecs`` on ``cfg.set_dir``; writes the report and returns the summary.
+
+    ``jobs > 1`` scores files in that many worker processes (real-time factors
+    are then measured under that load).
+    """
+    entries = read_manifest(cfg.set_dir)
+    if cfg.limit is not None:
+        if cfg.limit <= 0:
+            raise ValueError(f"limit must be positive, got {cfg.limit}")
+        entries = entries[: cfg.limit]
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    speech = _is_speech(entries, cfg.mode)
+    metrics = tuple(m for m in cfg.metrics if speech or m not in SPEECH_ONLY)
+    local = _FileEvaluator(cfg, speech, metrics)  # also validates codec names and metrics
+    names = [REFERENCE] + [c.name for c in local.codecs]
+    out_dir = Path(cfg.out_dir)
+    (out_dir / "clips").mkdir(parents=True, exist_ok=True)
+    (out_dir / "spectrograms").mkdir(parents=True, exist_ok=True)
+
+    acc = {n: _Accumulator() for n in names}
+    rows: list[dict] = []
+    transcripts: list[dict] = []
+    bar = tqdm(total=len(entries), desc="eval", unit="file", disable=not cfg.progress)
+    if jobs == 1:
+        results = (local(i, e) for i, e in enumerate(entries))
+        pool = None
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(
+            jobs, mp_context=ctx, initializer=_init_worker, initargs=(cfg, speech, metrics)
+        )
+        results = pool.map(_run_worker, list(enumerate(entries)))
+    try:
+        for index, (file_rows, file_transcripts, decoded) in enumerate(results):
+            for row in file_rows:
+                acc[row["codec"]].add_row(row)
+            rows += file_rows
+            transcripts += file_transcripts
+            if decoded:
+                _write_examples(out_dir, index, entries[index], decoded, cfg.clip_max_s)
             bar.update(1)
-        if index < cfg.clips:
-            _write_examples(out_dir, index, entry, decoded, cfg.clip_max_s)
-    bar.close()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        bar.close()
 
     summary = {
         "meta": {
@@ -213,7 +276,10 @@ def run_eval(cfg: EvalConfig) -> dict:
             "files": len(entries),
             "mode": "speech" if speech else "audio",
             "metrics": list(metrics),
-            "whisper_model": scorers.transcriber.model_path if scorers.transcriber else None,
+            "whisper_model": local.scorers.transcriber.model_path
+            if local.scorers.transcriber
+            else None,
+            "jobs": jobs,
             "machine": machine_info(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         },

@@ -50,7 +50,7 @@ class Transcriber:
     """Whisper (faster-whisper, CPU int8) transcription plus normalised WER."""
 
     model_path: str
-    beam_size: int = 1
+    beam_size: int = 5
     _model: object = field(default=None, repr=False)
     _normalizer: object = field(default=None, repr=False)
 
@@ -72,6 +72,7 @@ class Transcriber:
             language="en",
             beam_size=self.beam_size,
             condition_on_previous_text=False,
+            temperature=0.0,  # greedy only: no sampling fallback, so reruns agree
         )
         return " ".join(s.text.strip() for s in segments)
 
