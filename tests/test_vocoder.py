@@ -298,3 +298,16 @@ def test_train_step_bf16_autocast_runs() -> None:
     assert "adv" in stats[-1] and "adv" not in stats[0]
     assert all(torch.isfinite(v).all() for s in stats for v in s.values())
     assert stats[-1]["mel"] < stats[0]["mel"]  # it fits the one batch it sees
+
+
+def test_gan_starts_by_step_or_by_progress() -> None:
+    from dataclasses import replace
+
+    from streamcodec.training.vocoder_gan import PRESETS, Trainer
+
+    cfg = replace(PRESETS["tiny"], gan_start_step=10**6, gan_start_progress=0.5)
+    tr = Trainer(cfg, torch.device("cpu"), bf16=False)
+    x = torch.randn(2, 4000) * 0.1
+    assert "adv" not in tr.train_step(x, progress=0.4)
+    assert "adv" in tr.train_step(x, progress=0.6)
+    assert tr.gan_steps == 1 and tr.step == 2

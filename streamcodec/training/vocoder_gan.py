@@ -49,6 +49,9 @@ class TrainConfig:
     final_decay_frac: float = 0.3  # cosine-decay the lr over the last part of the run
     min_lr_ratio: float = 0.1
     gan_start_step: int = 2000
+    # ... or once this fraction of the run (time budget / max steps) has passed, whichever
+    # comes first: a budget-limited run on a slower device still gets adversarial steps
+    gan_start_progress: float = 1.1
     mel_weight: float = 45.0
     adv_weight: float = 1.0
     mrd_weight: float = 0.5  # relative weight of the multi-resolution discriminator terms
@@ -109,6 +112,7 @@ PRESETS: dict[str, TrainConfig] = {
         lr_d=8e-4,
         warmup_steps=300,
         gan_start_step=1500,
+        gan_start_progress=0.35,
     ),
 }
 
@@ -242,7 +246,7 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         y_hat, y = self.generate(x, noisy=True)
         out: dict[str, torch.Tensor] = {"lr": torch.tensor(cfg.lr_g * f)}
-        gan = self.step >= cfg.gan_start_step
+        gan = self.step >= cfg.gan_start_step or progress >= cfg.gan_start_progress
         if gan:
             with self._autocast():
                 rp, _ = self.mpd(y)
