@@ -8,7 +8,8 @@ Copy-synthesis (log-mel -> vocoder) on the first ``--limit`` files of ``--set``
 ``streamcodec/weights/mel-vocoder``. The candidate replaces them when its PESQ
 (or, without PESQ, its mel distance) is better, or with ``--force``; then
 ``MODEL_CARD.md`` is rewritten from the candidate's ``config.json`` training record.
-Writes ``benchmarks/results/vocoder_quickcheck.json`` either way.
+Writes ``benchmarks/results/vocoder_quickcheck.json`` and the candidate's loss curve
+(``vocoder_losses.{csv,png}``) either way.
 """
 
 from __future__ import annotations
@@ -138,6 +139,11 @@ def main() -> int:
     out = REPO / "benchmarks/results/vocoder_quickcheck.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    if (args.candidate / "losses.csv").exists():  # the run's loss curve, beside the check
+        from streamcodec.training.vocoder import _plot
+
+        _plot(args.candidate / "losses.csv", out.with_name("vocoder_losses.png"))
+        shutil.copyfile(args.candidate / "losses.csv", out.with_name("vocoder_losses.csv"))
     if ship:
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("model.safetensors", "config.json"):
