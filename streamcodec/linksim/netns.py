@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ class NetnsLink:
             f"table inet {self.config.name} {{\n"
             "  chain input {\n"
             "    type filter hook input priority 0; policy accept;\n"
-            f"    {match}numgen random mod 100 < {self.config.loss_pct} drop\n"
+            f"    {match}numgen random mod 100 < {self.config.loss_pct} counter drop\n"
             "  }\n"
             "}\n"
         )
@@ -142,6 +143,18 @@ class NetnsLink:
             c.loss_pct,
         )
         return self
+
+    def dropped_packets(self) -> int:
+        """Datagrams the nftables loss rules have dropped so far (both sides)."""
+        total = 0
+        for prefix in ([], self.exec_prefix):
+            out = subprocess.run(
+                [*prefix, "nft", "list", "table", "inet", self.config.name],
+                capture_output=True,
+                text=True,
+            )
+            total += sum(int(m) for m in re.findall(r"counter packets (\d+)", out.stdout))
+        return total
 
     def down(self) -> None:
         """Remove everything :meth:`up` made (ignores what is already gone)."""

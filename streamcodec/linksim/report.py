@@ -199,8 +199,9 @@ def reliability_table(rows: Sequence[dict[str, Any]]) -> str:
 def concurrency_table(levels: Sequence[dict[str, Any]]) -> str:
     lines = [
         "| calls | stayed connected | worst concealed % | worst late packets % | "
-        "mean delivered % | input late p95 ms | loop lag p95 ms | process CPU % | real time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "mean delivered % | input late p95 ms | loop lag p95 ms | process CPU % | "
+        "CPU per call % | real time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in levels:
         lines.append(
@@ -209,7 +210,8 @@ def concurrency_table(levels: Sequence[dict[str, Any]]) -> str:
             f"{_fmt(lv['worst_late_pct'], '{:.1f}')} | "
             f"{_fmt(lv['mean_delivered_pct'], '{:.1f}')} | "
             f"{_fmt(lv['input_late_p95_ms'], '{:.1f}')} | {_fmt(lv['loop_lag_p95_ms'], '{:.1f}')}"
-            f" | {lv['cpu_pct']:.0f} | {'yes' if lv['realtime'] else '**no**'} |"
+            f" | {lv['cpu_pct']:.0f} | {lv['cpu_pct'] / lv['calls']:.1f} | "
+            f"{'yes' if lv['realtime'] else '**no**'} |"
         )
     return "\n".join(lines)
 
@@ -289,38 +291,43 @@ def write_report(
         f" s) from `{meta['set']}`; peer a sends the first, b the second (two-way calls)",
         f"- wall time: grid {meta['grid_wall_s']:.0f} s, whole run {meta['total_wall_s']:.0f} s",
         "",
-        "Each cell is a real aiortc call (ICE, DTLS, SCTP; unordered data channel, "
-        "`maxRetransmits=0`) between two peers in one process, through the in-process UDP "
-        "relay (`streamcodec.linksim`): per direction a drop-tail queue drained at the link "
-        f"rate (serialisation delay), {meta['grid']['delay_ms']:g} ms ± "
-        f"{meta['grid']['jitter_ms']:g} ms delay, and Gilbert-Elliott bursty loss (mean burst "
-        f"{meta['grid']['mean_burst_packets']:g} datagrams) on every datagram: data, SACKs, "
-        "FORWARD-TSNs and STUN consent checks alike. The packetiser plans frames per "
-        "message from the link rate (duplex budget) and an RTT of twice the delay. "
-        + (
-            "The grid runs on a virtual clock (simulated time; DTLS handshake datagrams "
-            "are spared from loss because OpenSSL's retransmission timer runs on the real "
-            "clock), so it runs faster than real time. "
-            if meta["grid"]["virtual_clock"]
-            else "The grid ran in real time. "
-        ),
-        "",
-        "Columns: *wire b/s a→b* = bytes offered to the a→b link (IP/UDP included: data "
-        "messages, SACKs for b's stream, consent checks, FORWARD-TSNs) per second of audio; "
-        "*link drops* = datagrams the link dropped (queue, loss) of those offered; "
-        "*delivered* = frames played from a packet or a redundant copy, *concealed* = "
-        "frames the codec concealed (the rest were never played: a stall longer than the "
-        "jitter buffer's 200 ms reset limit is silence); *latency* = capture of a frame's "
-        "last sample to its playout (packetisation + queue + link + jitter buffer); "
-        "quality is measured by `streamcodec.eval` on the decoded audio aligned to the "
-        "input, averaged over both directions. `no network` rows are each codec's offline "
-        "decode (the ceiling).",
-        "",
-        "## Summary table",
-        "",
-        grid_table(grid, offline),
-        "",
     ]
+    if grid:
+        parts += [
+            "Each cell is a real aiortc call (ICE, DTLS, SCTP; unordered data channel, "
+            "`maxRetransmits=0`) between two peers in one process, through the in-process UDP "
+            "relay (`streamcodec.linksim`): per direction a drop-tail queue drained at the link "
+            f"rate (serialisation delay), {meta['grid']['delay_ms']:g} ms ± "
+            f"{meta['grid']['jitter_ms']:g} ms delay, and Gilbert-Elliott bursty loss (mean burst "
+            f"{meta['grid']['mean_burst_packets']:g} datagrams) on every datagram: data, SACKs, "
+            "FORWARD-TSNs and STUN consent checks alike. The packetiser plans frames per "
+            "message from the link rate (duplex budget) and an RTT of twice the delay. "
+            + (
+                "The grid runs on a virtual clock (simulated time; DTLS handshake datagrams "
+                "are spared from loss because OpenSSL's retransmission timer runs on the real "
+                "clock), so it runs faster than real time. The link's random decisions and "
+                "Python's `random` (aioice's consent-check timing) are seeded per cell, so a "
+                "rerun on the virtual clock repeats each cell's drops and playout. Every cell "
+                "uses the same seed (common random numbers), so cells differ by their settings "
+                "more than by the luck of the draw; still, with one seed and 8 s clips a cell "
+                "carries a few points of noise. "
+                if meta["grid"]["virtual_clock"]
+                else "The grid ran in real time. "
+            ),
+            "",
+            "Columns: *wire b/s a→b* = bytes offered to the a→b link (IP/UDP included: data "
+            "messages, SACKs for b's stream, consent checks, FORWARD-TSNs) per second of audio; "
+            "*link drops* = datagrams the link dropped (queue, loss) of those offered; "
+            "*delivered* = frames played from a packet or a redundant copy, *concealed* = "
+            "frames the codec concealed (the rest were never played: a stall longer than the "
+            "jitter buffer's 200 ms reset limit is silence); *latency* = capture of a frame's "
+            "last sample to its playout (packetisation + queue + link + jitter buffer); "
+            "quality is measured by `streamcodec.eval` on the decoded audio aligned to the "
+            "input, averaged over both directions. `no network` rows are each codec's offline "
+            "decode (the ceiling).",
+            "",
+        ]
+        parts += ["## Summary table", "", grid_table(grid, offline), ""]
     if grid:
         quality_vs_loss(grid, plots / "quality_vs_loss.png")
         parts += [
@@ -415,15 +422,37 @@ def write_report(
             "call stays connected, no call conceals more than 1% of its frames nor gets more "
             "than 1% of its packets after their playout time, and the 95th percentile of "
             "input-chunk lateness (how late the event loop hands a 20 ms chunk to the encoder) "
-            "is within one codec frame. Levels double until one fails. The machine is shared "
-            "with other jobs; the load average above says how busy it was.",
+            "is within one codec frame. Levels run in turn until two in a row miss. The "
+            "machine is shared with other jobs; the load average above says how busy it was.",
             "",
             concurrency_table(level_rows),
             "",
         ]
         rt = [lv["calls"] for lv in level_rows if lv["realtime"]]
-        if rt:
-            parts.append(f"**{max(rt)} concurrent calls stayed real time** on this machine.\n")
+        # CPU per call from the largest level that kept up (a starved loop does less work)
+        kept = [lv for lv in level_rows if lv["realtime"]] or level_rows[:1]
+        top = max(kept, key=lambda lv: lv["calls"])
+        per_call = top["cpu_pct"] / top["calls"]
+        text = (
+            f"**{max(rt)} concurrent call{'s' if max(rt) > 1 else ''} stayed real time** on this "
+            "machine at this load. "
+            if rt
+            else "**No level stayed real time** on this machine at this load. "
+        )
+        text += (
+            f"Each call cost {per_call:.1f}% of a core at {top['calls']} call"
+            f"{'s' if top['calls'] > 1 else ''} (process CPU "
+            f"time / wall time / calls): by CPU alone one free core would carry about "
+            f"{100.0 / per_call:.0f} calls."
+        )
+        missed = [lv for lv in level_rows if not lv["realtime"]]
+        if missed and missed[0]["cpu_pct"] < 80.0:
+            text += (
+                f" The first miss ({missed[0]['calls']} calls) came with this process using "
+                f"only {missed[0]['cpu_pct']:.0f}% of a core, so it most likely waited for CPUs "
+                "held by the other jobs on this shared machine."
+            )
+        parts += [text, ""]
     (out / "report.md").write_text("\n".join(parts))
     for png in [*plots.glob("*.png"), *spec_dir.glob("*.png")]:
         shrink_png(png)

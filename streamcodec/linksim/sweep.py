@@ -118,7 +118,8 @@ def run_seeded(coro_fn: Callable[[], Any], virtual: bool, seed: int) -> Any:
 
     The link model has its own generators; the global one drives the call stack's own
     randomness (aioice's consent-check intervals), so on the virtual clock the same seed
-    gives the same run, datagram for datagram.
+    gives the same drops and playout (DTLS handshake datagrams can differ by a byte, the
+    length of an ECDSA signature, shifting times on a slow link by a millisecond).
     """
     random.seed(seed)
     if virtual:
@@ -426,16 +427,20 @@ async def _concurrent_calls(n: int, codec: Codec, pcm_a: np.ndarray, pcm_b: np.n
 def run_concurrency(
     codec_name: str,
     clips: Sequence[np.ndarray],
-    levels: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+    levels: Sequence[int] = (1, 2, 4, 8, 16, 32),
     seconds: float = 8.0,
     progress: Callable[[str], None] | None = None,
 ) -> list[ConcurrencyLevel]:
-    """N two-way loopback calls in one process (one event loop, real time) per level;
-    stops after the first level that does not stay real time."""
+    """N two-way loopback calls in one process (one event loop, real time) per level.
+
+    Goes on past a level that misses real time (on a shared machine that can be other
+    jobs' doing) and stops after two such levels in a row, when a call fails to stay
+    connected, or when the process used more than 90% of a core."""
     codec = load(codec_name)
     pcm_a = looped(clips, seconds)
     pcm_b = looped(list(clips[1:]) + list(clips[:1]), seconds)
     out = []
+    misses = 0
     for n in levels:
         cpu0, wall0 = time.process_time(), time.monotonic()
         recs, lags = asyncio.run(_concurrent_calls(n, codec, pcm_a, pcm_b))
@@ -483,7 +488,8 @@ def run_concurrency(
                 f"{level.input_late_p95_ms:.1f} ms, CPU {level.cpu_pct:.0f}% -> "
                 f"{'real time' if level.realtime else 'NOT real time'}"
             )
-        if not level.realtime:
+        misses = 0 if level.realtime else misses + 1
+        if misses >= 2 or level.stayed_connected < n or level.cpu_pct > 90.0:
             break
     return out
 
