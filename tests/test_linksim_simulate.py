@@ -28,7 +28,7 @@ def test_speech_clips_pick_distinct_speakers_and_trim():
 
 
 def test_simulate_cli_writes_a_report_with_plots_audio_and_table(tmp_path):
-    pytest.importorskip("pesq")
+    pytest.importorskip("matplotlib")
     out = tmp_path / "sim"
     rc = main(
         [
