@@ -106,15 +106,46 @@ Digits in `probe/` are 8 kHz (band-limited), unlike the training audio.
 """
 
 
+def plot_loss(csv_path: Path, png: Path) -> None:
+    """MAE loss (masked-patch MSE) against audio hours seen."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(csv_path.open()))
+    hours = [float(r["audio_h"]) for r in rows]
+    loss = [float(r["loss"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(hours, loss, lw=0.8)
+    ax.set_xlabel("audio seen (h)")
+    ax.set_ylabel("masked-patch MSE (normalised)")
+    ax.set_title(f"semantic encoder MAE pretraining ({rows[-1]['step']} steps)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--encoder-dir", required=True)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--hours", type=float, default=3.0, help="train/ audio for k-means")
+    ap.add_argument("--hours", type=float, default=2.0, help="train/ audio for k-means")
+    ap.add_argument("--epochs", default="2")
+    ap.add_argument("--max-points", default="200000")
     ap.add_argument("--threads", default="1")
+    ap.add_argument("--sources", default=SOURCES, help="token sources to probe")
+    ap.add_argument("--clusters", default="8192")
+    ap.add_argument("--layer-files", default="1200", help="clips for the layer choice")
+    ap.add_argument("--max-files", default=None, help="probe only N files per set (dry runs)")
     ap.add_argument("--codec2", action="store_true", help="also probe codec2-700c")
     ap.add_argument("--layers", default=None, help="skip the search: comma-separated blocks")
     ap.add_argument("--ship", action="store_true")
+    ap.add_argument("--extra-probe", default=None, help="merge this probe.json's sources")
+    ap.add_argument("--loss-csv", default=None, help="the MAE run's loss.csv (copied + plotted)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -129,6 +160,8 @@ def main() -> None:
             args.encoder_dir,
             "--out",
             str(work),
+            "--max-files",
+            args.layer_files,
             "--threads",
             args.threads,
         )
@@ -164,6 +197,12 @@ def main() -> None:
             str(work / "kmeans"),
             "--hours",
             str(args.hours),
+            "--epochs",
+            args.epochs,
+            "--max-points",
+            args.max_points,
+            "--clusters",
+            args.clusters,
             "--threads",
             args.threads,
             "--no-progress",
@@ -181,7 +220,8 @@ def main() -> None:
 
     probe_out = work / "probe_semantic"
     if not (probe_out / "probe.md").exists():
-        sources = SOURCES + (",codec2-700c" if args.codec2 else "")
+        sources = args.sources + (",codec2-700c" if args.codec2 else "")
+        limit = ["--max-files", args.max_files] if args.max_files else []
         sh(
             py,
             "-m",
@@ -199,7 +239,17 @@ def main() -> None:
             str(DATA / "dev" / "speech"),
             "--out",
             str(probe_out),
+            *limit,
         )
+    if args.extra_probe:  # results of other sources probed separately (same sets, same CLI)
+        from streamcodec.cli.probe import markdown
+
+        report = json.loads((probe_out / "probe.json").read_text())
+        extra = json.loads((Path(args.extra_probe) / "probe.json").read_text())
+        for name, sets in extra["results"].items():
+            report["results"].setdefault(name, sets)
+        (probe_out / "probe.json").write_text(json.dumps(report, indent=2) + "\n")
+        (probe_out / "probe.md").write_text(markdown(report))
     print((probe_out / "probe.md").read_text())
 
     if args.ship:
@@ -222,6 +272,15 @@ def main() -> None:
             shutil.copyfile(layers_json, RESULTS / "semantic_layers.json")
         shutil.copyfile(work / "kmeans" / "kmeans.json", RESULTS / "semantic_kmeans.json")
         shutil.copytree(probe_out, RESULTS / "probe_semantic", dirs_exist_ok=True)
+        if args.loss_csv:
+            shutil.copyfile(args.loss_csv, RESULTS / "semantic_mae_loss.csv")
+            plot_loss(Path(args.loss_csv), RESULTS / "semantic_mae_loss.png")
+        from streamcodec.semantic.sources import BASELINE_DIR
+
+        for feat in ("mel", "codec2-700c"):
+            report = BASELINE_DIR / feat / "kmeans.json"
+            if report.exists():
+                shutil.copyfile(report, RESULTS / f"semantic_kmeans_baseline_{feat}.json")
         print(f"shipped to {SHIP}")
 
 

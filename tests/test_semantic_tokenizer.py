@@ -12,6 +12,7 @@ from streamcodec.semantic.codebook import Codebook, usage_stats
 from streamcodec.semantic.config import FORMAT_VERSION, RATES, SemanticEncoderConfig
 from streamcodec.semantic.encoder import SemanticEncoder
 from streamcodec.semantic.tokenizer import (
+    WEIGHTS_DIR,
     load_encoder,
     load_tokenizer,
     pool_tokens,
@@ -180,3 +181,20 @@ def test_tokenizer_bad_inputs(weights_dir, tmp_path) -> None:
         load_tokenizer(700)  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError):
         load_tokenizer("semantic-700", tmp_path)
+
+
+@pytest.mark.skipif(
+    not (WEIGHTS_DIR / "codebooks.safetensors").exists(), reason="no shipped semantic weights"
+)
+def test_shipped_tokenizers_load_and_stream() -> None:
+    cfg = json.loads((WEIGHTS_DIR / "config.json").read_text())
+    assert cfg["format_version"] == FORMAT_VERSION and cfg["training"]["steps"] > 0
+    rng = np.random.default_rng(0)
+    pcm = (0.05 * rng.standard_normal(8000)).astype(np.float32)
+    for name in RATES:
+        tok = load_tokenizer(name)
+        assert tok.vocab_size == 8192 and tok.latency_ms <= 120
+        ids = tok.encode(pcm)
+        s = tok.stream()
+        got = [s.push(pcm[i : i + 640]).ids for i in range(0, pcm.size, 640)] + [s.flush().ids]
+        assert torch.equal(torch.cat(got), ids)

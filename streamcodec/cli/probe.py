@@ -75,8 +75,10 @@ def utterance_features(
 
 
 def _classifier(kind: str):
+    """``bag``/``embed``: logistic regression (the probe); ``ridge``: a closed-form linear
+    classifier on standardised features (fast, for model selection)."""
     from sklearn.feature_extraction.text import TfidfTransformer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -84,6 +86,8 @@ def _classifier(kind: str):
         return make_pipeline(
             TfidfTransformer(sublinear_tf=True), LogisticRegression(C=10.0, max_iter=2000)
         )
+    if kind == "ridge":
+        return make_pipeline(StandardScaler(), RidgeClassifier(alpha=10.0))
     return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
 
 
