@@ -65,7 +65,8 @@ def test_simulate_cli_writes_a_report_with_plots_audio_and_table(tmp_path):
     # the clean call is as good as the offline decode (bit-exact transport)
     off = summary["offline"]["codec2-700c"]["mel_distance"]
     assert clean["metrics"]["mel_distance"] == pytest.approx(off, abs=0.05)
-    assert 12000 < clean["metrics"]["wire_bps"] < 16000  # planned to fit the link
+    # planned to fit the link, leaving the packetiser's 15 % headroom free
+    assert 8000 < clean["metrics"]["wire_bps"] < 0.85 * 16000
     report = (out / "report.md").read_text()
     assert "| codec2-700c | 16 kbit/s | 30% |" in report
     for rel in ("plots/quality_vs_loss.png", "spectrograms/clip0.png", "audio/reference.flac"):

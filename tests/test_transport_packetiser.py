@@ -22,9 +22,21 @@ def frame(i: int) -> bytes:
     return ((i * 2654435761) & 0x0FFFFFFF).to_bytes(4, "big")[:3] + bytes([(i * 16) & 0xF0])
 
 
+def test_default_plan_leaves_headroom_in_the_budget():
+    for budget in (30000, 12000, 7000, 4000, 2500):
+        plan = plan_packets(FD, 28, PacketiserConfig(link_budget_bps=budget, duplex=False))
+        assert plan.fits_budget and plan.forward_wire_bps <= 0.85 * budget
+        tight = plan_packets(
+            FD, 28, PacketiserConfig(link_budget_bps=budget, duplex=False, headroom=0.0)
+        )
+        assert tight.frames_per_message <= plan.frames_per_message
+    with pytest.raises(ValueError, match="headroom"):
+        PacketiserConfig(headroom=1.0)
+
+
 def test_plan_picks_smallest_grouping_that_fits_budget():
     plans = {
-        b: plan_packets(FD, 28, PacketiserConfig(link_budget_bps=b, duplex=False))
+        b: plan_packets(FD, 28, PacketiserConfig(link_budget_bps=b, duplex=False, headroom=0.0))
         for b in (30000, 12000, 7000, 4000, 2500)
     }
     assert [plans[b].frames_per_message for b in (30000, 12000, 7000, 4000, 2500)] == [
