@@ -90,3 +90,10 @@ register(
     "streamcodec.vocoder.codec:MelVocoderCodec",
     "log-mel (fp16, 128 kbit/s) + streaming neural vocoder: analysis-synthesis upper bound",
 )
+for _rate in ("350", "700", "1400"):
+    register(
+        f"voice-{_rate}",
+        "streamcodec.voice.codec:VoiceCodec",
+        f"semantic + acoustic tokens (26 bit/frame), cached few-step flow decoder ({_rate} class)",
+        config=f"voice-{_rate}",
+    )

@@ -21,6 +21,7 @@ RECIPES: dict[str, tuple[str, str]] = {
     "vocoder": ("streamcodec.training.vocoder", "streaming mel vocoder (GAN, iSTFT head)"),
     "mae": ("streamcodec.training.mae", "semantic encoder: masked-autoencoder pretraining"),
     "kmeans": ("streamcodec.training.kmeans", "semantic codebooks: k-means on encoder features"),
+    "codec": ("streamcodec.training.codec", "voice codec: acoustic tokens + flow decoder"),
 }
 
 
