@@ -151,7 +151,7 @@ def test_training_path_gradients_reach_every_part() -> None:
     v = dec.forward_two_stream(x, torch.randn_like(x), torch.rand(1, 8), cond)
     v.square().mean().backward()
     assert q.grad is not None and q.grad.abs().sum() > 0
-    assert dec.cond.sem_embed.weight.grad.abs().sum() > 0
+    assert dec.cond.sem_proj.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in dec.blocks.parameters())
 
 

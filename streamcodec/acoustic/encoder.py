@@ -4,7 +4,7 @@ Input per token frame ``f`` (SemantiCodec's recipe, made causal):
 the pooled semantic features ``feat: [D_s]`` (continuous), the centroid of the
 assigned semantic id ``centroid: [D_s]`` (its quantised copy, so the network sees
 the quantisation residual), and the normalised log-mel frames of that token frame
-flattened ``mel: [k * M]``. A linear projection, causal ConvNeXt blocks over token
+flattened ``mel: [k * M]``. A linear projection, causal mixing blocks over token
 frames (left context only, no look-ahead beyond the frame) and a projection to
 the FSQ channels give one code of ``prod(levels)`` entries per frame.
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from streamcodec.acoustic.fsq import FSQ
-from streamcodec.vocoder.model import ConvNeXtBlock
+from streamcodec.decoder.blocks import CausalMixBlock
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class AcousticEncoderConfig:
 
 @dataclass
 class AcousticState:
-    """Left context of each causal block, ``[B, kernel_size - 1, dim]`` (None at stream start)."""
+    """Last ``kernel_size - 1`` normalised inputs of each causal block (None at stream start)."""
 
     context: list[torch.Tensor | None]
 
@@ -81,7 +81,7 @@ class AcousticEncoder(nn.Module):
         self.cfg = c = cfg or AcousticEncoderConfig()
         self.proj_in = nn.Linear(c.input_dim, c.dim)
         self.blocks = nn.ModuleList(
-            ConvNeXtBlock(c.dim, c.intermediate_dim, c.kernel_size, 1.0 / max(1, c.num_layers))
+            CausalMixBlock(c.dim, c.intermediate_dim, c.kernel_size, 1.0 / max(1, c.num_layers))
             for _ in range(c.num_layers)
         )
         self.norm = nn.LayerNorm(c.dim)

@@ -3,7 +3,10 @@
 Per token frame ``f``: ``embedding(semantic id) + Linear(FSQ vector)``, or a
 learned *null* vector where the frame is dropped (classifier-free guidance's
 unconditional branch in training and inference, and lost frames: concealment).
-Causal ConvNeXt blocks over token frames mix in the recent past (no look-ahead);
+The semantic embedding is a learned projection of the id's frozen k-means
+centroid (the table is a buffer copied from the tokenizer's codebook), so ids
+that are near in feature space start near, and 8192 ids need no 8192-row
+trainable table. Causal mixing blocks over token frames add the recent past (no look-ahead);
 the result is repeated for the ``patches_per_token`` patches of the frame, plus
 a learned embedding of the patch's place inside the frame.
 
@@ -19,7 +22,7 @@ import torch
 from torch import nn
 
 from streamcodec.decoder.config import DecoderConfig
-from streamcodec.vocoder.model import ConvNeXtBlock
+from streamcodec.decoder.blocks import CausalMixBlock
 
 
 @dataclass
@@ -36,12 +39,13 @@ class CondEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
-        self.sem_embed = nn.Embedding(cfg.sem_vocab, d)
-        nn.init.normal_(self.sem_embed.weight, std=0.5)
+        # centroids of the semantic codebook [V, D_s] (set from the tokenizer in training)
+        self.register_buffer("sem_table", torch.randn(cfg.sem_vocab, cfg.sem_dim) * 0.1)
+        self.sem_proj = nn.Linear(cfg.sem_dim, d)
         self.fsq_proj = nn.Linear(cfg.fsq_dim, d)
         self.null = nn.Parameter(torch.zeros(d))
         self.blocks = nn.ModuleList(
-            ConvNeXtBlock(d, cfg.cond_intermediate, cfg.cond_kernel, 1.0 / max(1, cfg.cond_layers))
+            CausalMixBlock(d, cfg.cond_intermediate, cfg.cond_kernel, 1.0 / max(1, cfg.cond_layers))
             for _ in range(cfg.cond_layers)
         )
         self.norm = nn.LayerNorm(d)
@@ -62,7 +66,9 @@ class CondEncoder(nn.Module):
             )
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= cfg.sem_vocab):
             raise ValueError(f"semantic ids must be in [0, {cfg.sem_vocab})")
-        x = self.sem_embed(ids) + self.fsq_proj(q.to(self.null.dtype))
+        x = self.sem_proj(self.sem_table[ids].to(self.null.dtype)) + self.fsq_proj(
+            q.to(self.null.dtype)
+        )
         if keep is not None:
             if keep.shape != ids.shape:
                 raise ValueError(f"keep must be {tuple(ids.shape)}, got {tuple(keep.shape)}")

@@ -19,6 +19,7 @@ class DecoderConfig:
     patch_frames: int = 2
     mel_frames_per_token: int = 4  # 40 ms token frames (voice-700)
     sem_vocab: int = 8192
+    sem_dim: int = 256  # width of the semantic codebook's centroids
     fsq_dim: int = 5
     dim: int = 256
     n_layers: int = 4
@@ -26,7 +27,7 @@ class DecoderConfig:
     mlp_ratio: float = 2.0
     norm_groups: int = 8
     time_dim: int = 128  # sinusoidal features of the flow time
-    cond_layers: int = 2  # causal ConvNeXt blocks of the conditioning encoder
+    cond_layers: int = 2  # causal mixing blocks of the conditioning encoder
     cond_kernel: int = 3  # token frames of left context per conditioning block
     cond_intermediate: int = 512
     chunk_token_frames: int = 1
@@ -35,7 +36,7 @@ class DecoderConfig:
 
     def __post_init__(self) -> None:
         for name in (
-            "n_mels", "patch_frames", "mel_frames_per_token", "sem_vocab", "fsq_dim", "dim",
+            "n_mels", "patch_frames", "mel_frames_per_token", "sem_vocab", "sem_dim", "fsq_dim", "dim",
             "n_layers", "n_heads", "norm_groups", "time_dim", "cond_kernel",
             "cond_intermediate", "chunk_token_frames", "context_chunks",
         ):  # fmt: skip

@@ -132,12 +132,13 @@ class KVCache:
 class FlowDecoder(nn.Module):
     """Conditioning encoder + flow transformer; owns the mel normalisation statistics.
 
-    Modulation of block ``l`` is ``A_l(SiLU(temb(t))) + B(cond)``: the time part
-    depends only on ``t`` (at inference a handful of values, tabulated once per
-    stream) and the conditioning part (shared by the blocks) only on the chunk's
-    conditioning, computed once per chunk together with the additive input
-    conditioning; so a network evaluation at inference runs only the attention
-    and MLP weights.
+    Modulation of block ``l`` is ``A(SiLU(temb(t))) + B(cond) + b_l`` ("adaLN-single",
+    PixArt-alpha: one time projection shared by the blocks plus a learned per-block
+    offset ``b_l``). The time part depends only on ``t`` (at inference a handful of
+    values, tabulated once per stream), the conditioning part only on the chunk's
+    conditioning (computed once per chunk together with the additive input
+    conditioning), so a network evaluation at inference runs only the attention and
+    MLP weights.
     """
 
     def __init__(self, cfg: DecoderConfig | None = None) -> None:
@@ -148,6 +149,7 @@ class FlowDecoder(nn.Module):
         self.in_proj = nn.Linear(c.patch_dim, d)
         self.time_mlp = nn.Sequential(nn.Linear(c.time_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time_mod = nn.Linear(d, self.mod_width)
+        self.block_mod = nn.Parameter(torch.zeros(c.n_layers, 4 * d))  # per-block offsets
         # conditioning: 4 D block modulation (shared), 2 D output-norm modulation, D input term
         self.cond_proj = nn.Linear(d, 7 * d)
         for lin in (self.time_mod, self.cond_proj):
@@ -164,8 +166,8 @@ class FlowDecoder(nn.Module):
 
     @property
     def mod_width(self) -> int:
-        """Time-modulation values per patch: 4 D per block + 2 D for the output norm."""
-        return (4 * self.cfg.n_layers + 2) * self.cfg.dim
+        """Time-modulation values per patch: 4 D for the blocks + 2 D for the output norm."""
+        return 6 * self.cfg.dim
 
     # ---- mel <-> patches ------------------------------------------------------------------
     def normalise(self, mel: torch.Tensor) -> torch.Tensor:
@@ -212,12 +214,12 @@ class FlowDecoder(nn.Module):
         ``attend(i, q, k, v) -> [B, H, N, Dh]`` does layer ``i``'s attention."""
         d = self.cfg.dim
         h = self.in_proj(x) + cond_feat[..., 6 * d :]
-        cmod = cond_feat[..., : 4 * d]
+        shared = time_mod[..., : 4 * d] + cond_feat[..., : 4 * d]
         for i, block in enumerate(self.blocks):
-            m = time_mod[..., 4 * d * i : 4 * d * (i + 1)] + cmod
+            m = shared + self.block_mod[i]
             q, k, v = block.qkv_heads(h, m, *rope)
             h = block.finish(h, attend(i, q, k, v), m)
-        m = time_mod[..., 4 * d * len(self.blocks) :] + cond_feat[..., 4 * d : 6 * d]
+        m = time_mod[..., 4 * d :] + cond_feat[..., 4 * d : 6 * d]
         return self.out_proj(_modulated_norm(h, self.cfg.norm_groups, m[..., :d], m[..., d:]))
 
     # ---- training: both streams in one sequence ----------------------------------------------
@@ -247,7 +249,9 @@ class FlowDecoder(nn.Module):
         if t_clean is None:
             t_clean = torch.ones_like(t)
         cf = self.cond_features(cond).repeat(1, 2, 1)
-        tm = self.time_modulation(torch.cat([t_clean, t], 1))
+        # flow times repeat within chunks: run the time MLP once per distinct value
+        tu, inv = torch.unique(torch.cat([t_clean, t], 1), return_inverse=True)
+        tm = self.time_modulation(tu)[inv]
         pos = torch.arange(n, device=noisy.device).repeat(2)
         rope = self._rope(pos[None])
         mask = two_stream_mask(n, c.chunk_tokens, c.context_chunks, noisy.device)

@@ -91,25 +91,26 @@ def sample_chunk(
     sampler: SamplerConfig,
     table: torch.Tensor,
 ) -> torch.Tensor:
-    """Generate one chunk.
+    """Generate one chunk for ``S`` streams at once (``S = 1`` in a session).
 
-    cond_feat: [Bc, C, 7 D] (:meth:`FlowDecoder.cond_features` of the chunk's
-    conditioning; Bc = branches); noise: [1, C, P]; context: (patches [1, C, P],
-    cond_feat [Bc, C, 7 D]) of the previous chunk, or None; table: [steps + 1,
-    mod_width] from :func:`time_table`. Returns normalised patches [1, C, P] and commits
-    the context to ``cache``.
+    noise: [S, C, P]; cond_feat: [Bc·S, C, 7 D] (:meth:`FlowDecoder.cond_features` of
+    the chunk's conditioning; the S conditional rows, then, with guidance, the S
+    unconditional rows); context: (patches [S, C, P], cond_feat [Bc·S, C, 7 D]) of the
+    previous chunk, or None; table: [steps + 1, mod_width] from :func:`time_table`.
+    Returns normalised patches [S, C, P] and commits the context to ``cache``.
     """
-    bc = cond_feat.shape[0]
     x = noise
+    s = x.shape[0]
+    bc = cond_feat.shape[0] // s
     n = sampler.steps
     for k in range(n):
-        xin = x.expand(bc, -1, -1)
+        xin = x.repeat(bc, 1, 1) if bc > 1 else x
         if k == 0 and context is not None:
             prev, prev_feat = context
             c = prev.shape[1]
             tm = torch.cat([table[n].expand(c, -1), table[k].expand(x.shape[1], -1)])[None]
             v = decoder.forward_cached(
-                torch.cat([prev.expand(bc, -1, -1), xin], 1),
+                torch.cat([prev.repeat(bc, 1, 1) if bc > 1 else prev, xin], 1),
                 tm,
                 torch.cat([prev_feat, cond_feat], 1),
                 cache,
@@ -118,7 +119,7 @@ def sample_chunk(
         else:
             v = decoder.forward_cached(xin, table[k][None, None], cond_feat, cache)
         if bc == 2:
-            v = v[1:] + sampler.guidance * (v[:1] - v[1:])
+            v = v[s:] + sampler.guidance * (v[:s] - v[s:])
         x = x + v / n
     return x
 

@@ -37,6 +37,7 @@ from streamcodec.semantic.tokenizer import WEIGHTS_DIR as SEMANTIC_WEIGHTS_DIR
 from streamcodec.semantic.tokenizer import load_tokenizer
 from streamcodec.training.codec_data import (
     CodecCropSampler,
+    Prefetcher,
     build_feature_corpus,
     semantic_ids,
 )
@@ -109,7 +110,7 @@ def voice_config(args: argparse.Namespace, vocab: int, sem_dim: int) -> VoiceCon
     return replace(
         base,
         sem_vocab=vocab,
-        decoder=replace(base.decoder, sem_vocab=vocab),
+        decoder=replace(base.decoder, sem_vocab=vocab, sem_dim=sem_dim),
         acoustic=replace(base.acoustic, sem_dim=sem_dim),
         steps=args.steps,
         guidance=args.guidance,
@@ -217,7 +218,7 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
     voice = tr.voice
     train_files, val_files = _val_files(len(fc.corpus), fc.corpus.entries)
     n_frames = crop_frames(tr.cfg, voice)
-    mel = LogMel(tok.encoder.cfg.mel)
+    mel = LogMel(tok.encoder.cfg.mel).to(tr.device)  # crops' log-mel on the training device
     sampler = CodecCropSampler(
         fc, ids, tok.rate.pool_tokens, n_frames, mel, train_files, seed=tr.cfg.seed + tr.step
     )
@@ -250,6 +251,7 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         "data_files": len(fc.corpus),
     }
     tr.history.append(session)
+    prefetch = Prefetcher(sampler, tr.cfg.batch_size) if tr.device.type == "cuda" else None
     reserve_s = 20.0
     t_start = time.monotonic()
     base_wall = tr.wall_s
@@ -266,13 +268,15 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         torch.save(tr.state_dict(), tmp)
         os.replace(tmp, ckpt_dir / "last.pt")
         tr.ema.save(out, tr.training_info())
+        write_model_card(out, tr)
 
     try:
         while args.max_steps is None or tr.step < args.max_steps:
             if args.budget_s and time.monotonic() - _T0 >= args.budget_s - reserve_s:
                 reason = "time budget"
                 break
-            stats = tr.train_step(sampler.sample(tr.cfg.batch_size))
+            batch = prefetch.next() if prefetch else sampler.sample(tr.cfg.batch_size)
+            stats = tr.train_step(batch)
             for k, v in stats.items():
                 acc.setdefault(k, []).append(v)
             bar.update(1)
@@ -297,6 +301,8 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         reason = "interrupted"
     finally:
         bar.close()
+        if prefetch:
+            prefetch.close()
     session["stop"] = reason
     if val_batches:
         val = tr.validate(val_batches)
@@ -312,6 +318,44 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         f"{tr.audio_s / 3600:.2f} h of audio seen in total; weights in {out}"
     )
     return 0
+
+
+def write_model_card(out: Path, tr: CodecTrainer) -> None:
+    """``MODEL_CARD.md`` beside the exported weights: architecture, data, training sessions."""
+    v, info = tr.voice, tr.training_info()
+    ac = sum(p.numel() for p in tr.ema.acoustic.parameters())
+    dec = tr.ema.decoder.num_parameters()
+    d = v.decoder
+    rows = [
+        f"| {h.get('start_step')}-{h.get('end_step', '?')} | {h.get('preset')} | {h.get('device')} "
+        f"| {h.get('wall_s', '?')} | {h.get('data_hours')} | {h.get('stop', '')} |"
+        for h in info["history"]
+    ]
+    text = f"""# {v.name}
+
+Semantic + acoustic tokens, cached few-step flow-matching decoder (streamcodec issue 5).
+Token frame {v.frame_ms:g} ms: semantic id ({v.sem_bits} bits, frozen tokenizer
+`{v.tokenizer}`) + acoustic FSQ code ({v.acoustic_bits} bits, levels
+{list(v.acoustic.fsq_levels)}) = {v.bits_per_frame} bits/frame, {v.payload_bps:g} bit/s.
+
+- acoustic encoder: {ac:,} parameters (causal, {v.acoustic.num_layers} mixing blocks, width
+  {v.acoustic.dim}); decoder: {dec:,} parameters (conditioning encoder + transformer, width
+  {d.dim}, {d.n_layers} layers, {d.n_heads} heads, 20 ms patches of {d.patch_frames} mel frames,
+  decode chunks of {d.chunk_token_frames} token frame(s), clean context {d.context_chunks} chunks)
+- sampling defaults: {v.steps} Euler steps per chunk, guidance {v.guidance:g}
+- shared parts: semantic encoder + codebooks `{v.semantic_weights}`, vocoder `{v.vocoder_weights}`
+- training: {info["step"]} steps, {info["audio_hours"]} h of audio seen (EMA weights, fp16)
+
+| steps | preset | hardware | wall (s) | data hours | stop |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Data: the project corpus `train/` manifests only (never `dev/` or `probe/`); semantic
+features of each file computed once with the frozen encoder. Recipe:
+`streamcodec train codec --config {v.name}` (CPU) or `benchmarks/gpu_train_codec.sh` (GPU);
+continue with `--init <this directory>`.
+"""
+    (out / "MODEL_CARD.md").write_text(text, encoding="utf-8")
 
 
 def _plot_losses(csv_path: Path, png_path: Path) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,8 +252,36 @@ class CodecCropSampler:
             lo = max(s0, 0)
             seg = self.fc.corpus.audio[a0 + lo : min(a0 + s1, a1)]  # the codec zero-pads the tail
             audio[b, lo - s0 : lo - s0 + seg.shape[0]] = seg / 32767.0
+        dev = self.mel.fb.device  # the log-mel runs where the LogMel module lives
         with torch.no_grad():
-            mel = self.mel(torch.from_numpy(audio))[:, :, hist // hop :]
+            mel = self.mel(torch.from_numpy(audio).to(dev))[:, :, hist // hop :]
         return CodecBatch(
             torch.from_numpy(feat), torch.from_numpy(ids), mel, torch.from_numpy(valid)
         )
+
+
+class Prefetcher:
+    """Draws batches from a :class:`CodecCropSampler` in a background thread."""
+
+    def __init__(self, sampler: CodecCropSampler, batch_size: int, depth: int = 4) -> None:
+        self.sampler, self.batch_size = sampler, batch_size
+        self.q: queue.Queue[CodecBatch] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            batch = self.sampler.sample(self.batch_size)
+            while not self._stop.is_set():
+                try:
+                    self.q.put(batch, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def next(self) -> CodecBatch:
+        return self.q.get()
+
+    def close(self) -> None:
+        self._stop.set()

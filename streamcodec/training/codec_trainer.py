@@ -51,7 +51,7 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(batch_size=2, crop_s=0.8, warmup_steps=2, ema_decay=0.9),
-    "cpu": TrainConfig(batch_size=8, crop_s=3.0, lr=4e-4, warmup_steps=200, ema_decay=0.998),
+    "cpu": TrainConfig(batch_size=8, crop_s=2.0, lr=5e-4, warmup_steps=200, ema_decay=0.998),
     "gpu": TrainConfig(batch_size=64, crop_s=4.0, lr=5e-4, warmup_steps=500, ema_decay=0.9995),
 }
 
@@ -104,7 +104,8 @@ class CodecTrainer:
         self.centroids = centroids.float().to(device)
         decay, no_decay = [], []
         for n, p in self.model.named_parameters():
-            (no_decay if p.dim() < 2 or "null" in n or "sub_embed" in n else decay).append(p)
+            no_wd = p.dim() < 2 or any(k in n for k in ("null", "sub_embed", "block_mod"))
+            (no_decay if no_wd else decay).append(p)
         self.opt = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": cfg.weight_decay},
@@ -122,19 +123,14 @@ class CodecTrainer:
     # ---- set-up from data ---------------------------------------------------------------------
     @torch.no_grad()
     def init_from_data(self, batches: list[CodecBatch]) -> dict:
-        """Per-bin log-mel statistics and the semantic embedding (centroids projected to the
-        decoder width) from the first batches; returns the statistics."""
+        """Per-bin log-mel statistics from the first batches, and the decoder's copy of the
+        semantic centroids; returns the statistics."""
         mels = torch.cat([_valid_mel(b) for b in batches], 1)
         mean, std = mels.mean(1), mels.std(1).clamp_min(0.5)
-        g = torch.Generator().manual_seed(self.cfg.seed)
-        c = self.centroids.cpu()
-        r = torch.randn(c.shape[1], self.voice.decoder.dim, generator=g)
-        emb = (c - c.mean(0)) @ r
-        emb = emb / emb.std().clamp_min(1e-6) * 0.5
         for m in (self.model, self.ema):
             m.decoder.mel_mean.copy_(mean)
             m.decoder.mel_std.copy_(std)
-            m.decoder.cond.sem_embed.weight.copy_(emb[: m.decoder.cfg.sem_vocab])
+            m.decoder.cond.sem_table.copy_(self.centroids[: m.decoder.cfg.sem_vocab])
         return {"mel_mean": mean.mean().item(), "mel_std": std.mean().item()}
 
     # ---- loss ---------------------------------------------------------------------------------
@@ -162,6 +158,8 @@ class CodecTrainer:
         x1 = dec.to_patches(mel_n)
         bsz, n, _ = x1.shape
         c = dec.cfg.chunk_tokens
+        if n % c:
+            raise ValueError(f"crop of {n} patches is not a whole number of {c}-patch chunks")
         if t_fixed is None:
             t = torch.rand(bsz, n // c, generator=gen)
         else:
@@ -273,5 +271,5 @@ class CodecTrainer:
 def _valid_mel(b: CodecBatch) -> torch.Tensor:
     """The log-mel frames of valid token frames: ``[M, n]``."""
     k = b.mel.shape[2] // b.valid.shape[1]
-    mask = b.valid.repeat_interleave(k, 1)  # [B, F * k]
+    mask = b.valid.to(b.mel.device).repeat_interleave(k, 1)  # [B, F * k]
     return b.mel.permute(1, 0, 2)[:, mask]

@@ -123,6 +123,15 @@ class VoiceCodec(Codec):
                 f"semantic width {tokenizer.encoder.cfg.d_model} != acoustic.sem_dim "
                 f"{cfg.acoustic.sem_dim}"
             )
+        table = model.decoder.cond.sem_table
+        cents = tokenizer.codebook.centroids.to(table.dtype)
+        if table.shape[0] < cents.shape[0] or not torch.allclose(
+            table[: cents.shape[0]], cents, rtol=1e-3, atol=1e-3
+        ):
+            raise ValueError(
+                f"{cfg.name}: the decoder was trained with a different semantic codebook than "
+                f"tokenizer {tokenizer.name!r} has"
+            )
         if vocoder.cfg.mel != tokenizer.encoder.cfg.mel:
             raise ValueError("the vocoder and the semantic encoder use different mel settings")
         self.cfg = cfg

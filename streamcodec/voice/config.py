@@ -47,6 +47,8 @@ class VoiceConfig:
             )
         if d.sem_vocab != self.sem_vocab:
             raise ValueError(f"decoder.sem_vocab {d.sem_vocab} != sem_vocab {self.sem_vocab}")
+        if d.sem_dim != a.sem_dim:
+            raise ValueError(f"decoder.sem_dim {d.sem_dim} != acoustic.sem_dim {a.sem_dim}")
         if d.fsq_dim != len(a.fsq_levels):
             raise ValueError(f"decoder.fsq_dim {d.fsq_dim} != {len(a.fsq_levels)} FSQ channels")
         if self.sem_vocab < 2:

@@ -31,7 +31,8 @@ def tiny_config(name: str = "voice-700", **overrides: object) -> VoiceConfig:
     base = preset(name)
     dec = replace(
         base.decoder, dim=32, n_layers=1, n_heads=1, norm_groups=4, cond_layers=1,
-        cond_intermediate=32, sem_vocab=TINY_VOCAB, time_dim=16, context_chunks=3,
+        cond_intermediate=32, sem_vocab=TINY_VOCAB, sem_dim=TINY_SEM_DIM, time_dim=16,
+        context_chunks=3,
     )  # fmt: skip
     ac = replace(base.acoustic, sem_dim=TINY_SEM_DIM, dim=32, intermediate_dim=32, num_layers=1)
     cfg = replace(base, sem_vocab=TINY_VOCAB, decoder=dec, acoustic=ac, steps=2)
@@ -57,6 +58,8 @@ def write_tiny_weights(out_dir: str | Path, name: str = "voice-700", seed: int =
     voc = Vocoder.from_config(VocoderConfig(dim=16, intermediate_dim=32, num_layers=1), seed=seed)
     voc.save(out / "mel-vocoder", {"steps": 0})
     model = VoiceModel(tiny_config(name))
+    with torch.no_grad():  # the decoder's copy of the semantic centroids
+        model.decoder.cond.sem_table.copy_(books[tiny_config(name).tokenizer])
     # the decoder's output layers start at zero; give them weights so outputs vary
     with torch.no_grad():
         for p in model.parameters():
