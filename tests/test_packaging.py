@@ -39,3 +39,25 @@ def test_bundled_clips_and_attribution():
     assert (assets.speech_dir() / "manifest.tsv").exists()
     text = (assets.speech_dir().parent / "ATTRIBUTION.md").read_text()
     assert "CC BY 4.0" in text and "LibriSpeech" in text
+
+
+def test_light_commands_do_not_import_torch_or_aiortc():
+    """`streamcodec codecs` imports only its own module, not every command's heavy deps."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from streamcodec.cli import main; main(['codecs']); "
+        "print('HEAVY', sorted(m for m in ('torch', 'aiortc') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "codec2-700c" in out.stdout
+    assert "HEAVY []" in out.stdout, out.stdout
+
+
+def test_every_command_module_registers_its_command():
+    from streamcodec.cli import build_parser, command_modules
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(command_modules())
