@@ -9,8 +9,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from streamcodec.codec import Codec
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,9 @@ class CodecEntry:
     target: str  # "package.module:factory"
     description: str
     kwargs: tuple[tuple[str, object], ...] = ()
+    #: path, relative to the streamcodec package, that must exist for ``load(name)`` to
+    #: work without arguments (a model's bundled weights); None: always loadable
+    weights: str | None = None
 
     def factory(self) -> Callable[..., Codec]:
         module_name, _, attr = self.target.partition(":")
@@ -32,16 +38,29 @@ _REGISTRY: dict[str, CodecEntry] = {}
 DEFAULT_CODEC = "codec2-700c"
 
 
-def register(name: str, target: str, description: str, **kwargs: object) -> None:
-    """Register a codec factory under ``name`` (``target`` is ``"module:callable"``)."""
+def register(
+    name: str, target: str, description: str, *, weights: str | None = None, **kwargs: object
+) -> None:
+    """Register a codec factory under ``name`` (``target`` is ``"module:callable"``).
+
+    ``weights``: a path relative to the streamcodec package that holds the codec's
+    bundled model; while it is missing the codec is listed but not available.
+    """
     if name in _REGISTRY and _REGISTRY[name].target != target:
         raise ValueError(f"codec name {name!r} is already registered to {_REGISTRY[name].target}")
-    _REGISTRY[name] = CodecEntry(name, target, description, tuple(sorted(kwargs.items())))
+    _REGISTRY[name] = CodecEntry(name, target, description, tuple(sorted(kwargs.items())), weights)
 
 
-def list_codecs() -> list[str]:
-    """Names accepted by :func:`load`, sorted."""
-    return sorted(_REGISTRY)
+def list_codecs(available_only: bool = False) -> list[str]:
+    """Names accepted by :func:`load`, sorted; ``available_only``: only those whose
+    bundled weights are present (the others need ``load(name, weights=DIR)``)."""
+    return sorted(n for n in _REGISTRY if not available_only or is_available(n))
+
+
+def is_available(name: str) -> bool:
+    """True when ``load(name)`` needs no arguments (its bundled weights, if any, exist)."""
+    entry = _entry(name)
+    return entry.weights is None or (_PACKAGE_DIR / entry.weights).exists()
 
 
 def describe(name: str) -> str:
@@ -89,6 +108,7 @@ register(
     "mel-vocoder",
     "streamcodec.vocoder.codec:MelVocoderCodec",
     "log-mel (fp16, 128 kbit/s) + streaming neural vocoder: analysis-synthesis upper bound",
+    weights="weights/mel-vocoder/model.safetensors",
 )
 for _rate in ("350", "700", "1400"):
     register(
@@ -96,4 +116,5 @@ for _rate in ("350", "700", "1400"):
         "streamcodec.voice.codec:VoiceCodec",
         f"semantic + acoustic tokens (26 bit/frame), cached few-step flow decoder ({_rate} class)",
         config=f"voice-{_rate}",
+        weights=f"weights/voice/voice-{_rate}/model.safetensors",
     )

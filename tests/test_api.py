@@ -59,3 +59,22 @@ def test_ten_line_embedding():
     out = [dec.push(frame) for frame in enc.push(pcm)]
     assert sum(o.size for o in out) == 16000
     assert isinstance(codec.encode(pcm)[0], bytes)
+
+
+def test_codecs_without_bundled_weights_are_listed_but_not_available(tmp_path, monkeypatch):
+    from streamcodec import registry
+    from streamcodec.linksim.sweep import default_codecs
+
+    assert registry.is_available("codec2-700c") and registry.is_available("mel-vocoder")
+    available = registry.list_codecs(available_only=True)
+    assert set(available) <= set(registry.list_codecs())
+    for name in ("voice-350", "voice-700", "voice-1400"):
+        shipped = (registry._PACKAGE_DIR / "weights" / "voice" / name).exists()
+        assert registry.is_available(name) == shipped
+        assert (name in available) == shipped
+    assert set(default_codecs()) <= set(available)  # the link sweep never picks an unloadable one
+    registry.register("x-test", "streamcodec.baselines.codec2:Codec2", "t", weights="nope/x")
+    try:
+        assert "x-test" in registry.list_codecs() and not registry.is_available("x-test")
+    finally:
+        del registry._REGISTRY["x-test"]

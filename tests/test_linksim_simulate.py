@@ -12,10 +12,13 @@ from streamcodec.cli import main
 from streamcodec.linksim import sweep
 
 
-def test_default_codecs_follow_the_registry(monkeypatch):
-    monkeypatch.setattr(sweep, "list_codecs", lambda: ["opus-6k", "codec2-700c", "amrnb-4.75"])
-    assert sweep.default_codecs() == ("codec2-700c", "opus-6k")
-    monkeypatch.setattr(sweep, "list_codecs", lambda: ["opus-6k", "voice-700", "codec2-700c"])
+def test_default_codecs_follow_the_available_codecs(monkeypatch):
+    def listing(*names):
+        return lambda available_only=False: list(names) if available_only else ["voice-700"]
+
+    monkeypatch.setattr(sweep, "list_codecs", listing("opus-6k", "codec2-700c", "amrnb-4.75"))
+    assert sweep.default_codecs() == ("codec2-700c", "opus-6k")  # voice-700 without weights
+    monkeypatch.setattr(sweep, "list_codecs", listing("opus-6k", "voice-700", "codec2-700c"))
     assert sweep.default_codecs() == ("voice-700", "codec2-700c", "opus-6k")
 
 

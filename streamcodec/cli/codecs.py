@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from streamcodec.registry import describe, list_codecs
+from streamcodec.registry import describe, is_available, list_codecs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,5 +14,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for name in list_codecs():
-        print(f"{name:14s} {describe(name)}")
+        note = "" if is_available(name) else "  [no bundled weights yet: load(name, weights=DIR)]"
+        print(f"{name:14s} {describe(name)}{note}")
     return 0

@@ -42,8 +42,8 @@ SAMPLE_RATE = 16000
 
 
 def default_codecs() -> tuple[str, ...]:
-    """The preferred codecs registered now (``voice-700`` joins once it is registered)."""
-    names = set(list_codecs())
+    """The preferred codecs available now (``voice-700`` joins once its weights ship)."""
+    names = set(list_codecs(available_only=True))
     return tuple(c for c in PREFERRED_CODECS if c in names)
 
 
