@@ -46,4 +46,15 @@ def spectrogram_grid(signals: dict[str, np.ndarray], path: Path, sample_rate: in
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return shrink_png(path)
+
+
+def shrink_png(path: Path, colours: int = 64) -> Path:
+    """Rewrite a PNG with a ``colours``-entry palette (a spectrogram picture drops from
+    ~1 MB to ~0.2 MB; a colour map needs few entries)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
     return path
