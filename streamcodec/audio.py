@@ -11,7 +11,7 @@ import io
 import logging
 import os
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -20,7 +20,7 @@ import soxr
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
 #: file suffix -> (container format, codec name)
 _WRITERS = {

@@ -24,7 +24,7 @@ class CodecEntry:
     kwargs: tuple[tuple[str, object], ...] = ()
     #: path, relative to the streamcodec package, that must exist for ``load(name)`` to
     #: work without arguments (a model's bundled weights); None: always loadable
-    weights: str | None = None
+    bundled_weights: str | None = None
 
     def factory(self) -> Callable[..., Codec]:
         module_name, _, attr = self.target.partition(":")
@@ -39,16 +39,23 @@ DEFAULT_CODEC = "codec2-700c"
 
 
 def register(
-    name: str, target: str, description: str, *, weights: str | None = None, **kwargs: object
+    name: str,
+    target: str,
+    description: str,
+    *,
+    bundled_weights: str | None = None,
+    **kwargs: object,
 ) -> None:
     """Register a codec factory under ``name`` (``target`` is ``"module:callable"``).
 
-    ``weights``: a path relative to the streamcodec package that holds the codec's
-    bundled model; while it is missing the codec is listed but not available.
+    ``bundled_weights``: a path relative to the streamcodec package that holds the
+    codec's bundled model; while it is missing the codec is listed but not available.
+    Other keyword arguments are passed to the factory by :func:`load`.
     """
     if name in _REGISTRY and _REGISTRY[name].target != target:
         raise ValueError(f"codec name {name!r} is already registered to {_REGISTRY[name].target}")
-    _REGISTRY[name] = CodecEntry(name, target, description, tuple(sorted(kwargs.items())), weights)
+    kw = tuple(sorted(kwargs.items()))
+    _REGISTRY[name] = CodecEntry(name, target, description, kw, bundled_weights)
 
 
 def list_codecs(available_only: bool = False) -> list[str]:
@@ -60,7 +67,7 @@ def list_codecs(available_only: bool = False) -> list[str]:
 def is_available(name: str) -> bool:
     """True when ``load(name)`` needs no arguments (its bundled weights, if any, exist)."""
     entry = _entry(name)
-    return entry.weights is None or (_PACKAGE_DIR / entry.weights).exists()
+    return entry.bundled_weights is None or (_PACKAGE_DIR / entry.bundled_weights).exists()
 
 
 def describe(name: str) -> str:
@@ -108,7 +115,7 @@ register(
     "mel-vocoder",
     "streamcodec.vocoder.codec:MelVocoderCodec",
     "log-mel (fp16, 128 kbit/s) + streaming neural vocoder: analysis-synthesis upper bound",
-    weights="weights/mel-vocoder/model.safetensors",
+    bundled_weights="weights/mel-vocoder/model.safetensors",
 )
 for _rate in ("350", "700", "1400"):
     register(
@@ -116,5 +123,5 @@ for _rate in ("350", "700", "1400"):
         "streamcodec.voice.codec:VoiceCodec",
         f"semantic + acoustic tokens (26 bit/frame), cached few-step flow decoder ({_rate} class)",
         config=f"voice-{_rate}",
-        weights=f"weights/voice/voice-{_rate}/model.safetensors",
+        bundled_weights=f"weights/voice/voice-{_rate}/model.safetensors",
     )

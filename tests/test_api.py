@@ -73,7 +73,9 @@ def test_codecs_without_bundled_weights_are_listed_but_not_available(tmp_path, m
         assert registry.is_available(name) == shipped
         assert (name in available) == shipped
     assert set(default_codecs()) <= set(available)  # the link sweep never picks an unloadable one
-    registry.register("x-test", "streamcodec.baselines.codec2:Codec2", "t", weights="nope/x")
+    registry.register(
+        "x-test", "streamcodec.baselines.codec2:Codec2", "t", bundled_weights="nope/x"
+    )
     try:
         assert "x-test" in registry.list_codecs() and not registry.is_available("x-test")
     finally:

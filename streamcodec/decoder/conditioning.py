@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from streamcodec.decoder.config import DecoderConfig
 from streamcodec.decoder.blocks import CausalMixBlock
+from streamcodec.decoder.config import DecoderConfig
 
 
 @dataclass

@@ -36,8 +36,8 @@ class DecoderConfig:
 
     def __post_init__(self) -> None:
         for name in (
-            "n_mels", "patch_frames", "mel_frames_per_token", "sem_vocab", "sem_dim", "fsq_dim", "dim",
-            "n_layers", "n_heads", "norm_groups", "time_dim", "cond_kernel",
+            "n_mels", "patch_frames", "mel_frames_per_token", "sem_vocab", "sem_dim", "fsq_dim",
+            "dim", "n_layers", "n_heads", "norm_groups", "time_dim", "cond_kernel",
             "cond_intermediate", "chunk_token_frames", "context_chunks",
         ):  # fmt: skip
             if getattr(self, name) < 1:
