@@ -138,19 +138,6 @@ def _status(now: CallStats, before: CallStats | None) -> str:
     )
 
 
-async def _send_file(call: Call, pcm: np.ndarray, chunk_ms: float = 20.0) -> None:
-    """Send ``pcm`` in real time (as a microphone would), then end the input."""
-    loop = asyncio.get_running_loop()
-    step = int(call.codec.sample_rate * chunk_ms / 1000.0)
-    start = loop.time()
-    for i in range(0, pcm.size, step):
-        await call.send_pcm(pcm[i : i + step])
-        delay = start + (i + step) / call.codec.sample_rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)  # real-time pacing of the input clock
-    await call.end_input()
-
-
 def _open_mic(args: argparse.Namespace):
     """The microphone as an aiortc ``MediaPlayer`` (opened before joining, to fail early)."""
     from aiortc.contrib.media import MediaPlayer
@@ -259,7 +246,7 @@ async def _run_call(
 ) -> int:
     parts: list[np.ndarray] = []
     sender = asyncio.create_task(
-        _send_file(call, pcm_in) if pcm_in is not None else _send_mic(call, mic)
+        call.send_realtime(pcm_in) if pcm_in is not None else _send_mic(call, mic)
     )
     receiver = asyncio.create_task(
         _collect(call, parts) if speaker is None else _play_speaker(call, speaker)

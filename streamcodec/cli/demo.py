@@ -74,20 +74,8 @@ async def loopback_call(codec, pcm: np.ndarray, budget_bps: float | None):
         end_wait_s=0.5,
     )
     a, b = await Call.pair(codec, codec, cfg)
-    loop = asyncio.get_running_loop()
-
-    async def send() -> None:
-        chunk = codec.sample_rate // 50
-        start = loop.time()
-        for i in range(0, pcm.size, chunk):
-            await a.send_pcm(pcm[i : i + chunk])
-            wait = start + (i + chunk) / codec.sample_rate - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        await a.end_input()
-
     try:
-        _, heard = await asyncio.gather(send(), b.receive_all(30.0))
+        _, heard = await asyncio.gather(a.send_realtime(pcm), b.receive_all(30.0))
         return heard, a.stats(), b.stats()
     finally:
         await a.close()

@@ -141,27 +141,6 @@ class CallRecord:
         )
 
 
-async def _stream(
-    call: Call, pcm: np.ndarray, chunk_ms: float, lateness_s: list[float] | None = None
-) -> None:
-    """Send ``pcm`` in ``chunk_ms`` pieces at real-time pace on the loop clock; end input.
-
-    ``lateness_s`` collects how late each chunk went out against its schedule.
-    """
-    loop = asyncio.get_running_loop()
-    rate = call.codec.sample_rate
-    step = max(1, int(rate * chunk_ms / 1000.0))
-    start = loop.time()
-    for i in range(0, pcm.size, step):
-        if lateness_s is not None:
-            lateness_s.append(loop.time() - (start + i / rate))
-        await call.send_pcm(pcm[i : i + step])
-        wait = start + (i + step) / rate - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-    await call.end_input()
-
-
 async def _receive(call: Call, log: FrameLog, t0: float, timeout_s: float) -> np.ndarray:
     inner = call.recv_chunk
 
@@ -239,13 +218,13 @@ async def run_call(
         longest = max(pcm_a.size, pcm_b.size if two_way and pcm_b is not None else 0)
         timeout = longest / codec.sample_rate + 30.0 + 4 * scenario.end_wait_s
         jobs = [
-            _stream(a, pcm_a, scenario.chunk_ms, ab.input_lateness_s),
+            a.send_realtime(pcm_a, scenario.chunk_ms, ab.input_lateness_s),
             _receive(b, ab.frames, media_t0[0], timeout),
         ]
         if two_way:
             assert pcm_b is not None
             jobs += [
-                _stream(b, pcm_b, scenario.chunk_ms, ba.input_lateness_s),
+                b.send_realtime(pcm_b, scenario.chunk_ms, ba.input_lateness_s),
                 _receive(a, ba.frames, media_t0[0], timeout),
             ]
         else:

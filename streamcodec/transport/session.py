@@ -304,6 +304,24 @@ class Call:
             sent += int(self.peer.send(data))
         await self._send_bye()
 
+    async def send_realtime(
+        self, pcm: np.ndarray, chunk_ms: float = 20.0, lateness_s: list[float] | None = None
+    ) -> None:
+        """Send ``pcm`` in ``chunk_ms`` pieces at real-time pace on the loop clock (as a
+        microphone would), then :meth:`end_input`. ``lateness_s`` collects how late each
+        chunk went out against its schedule."""
+        rate = self.codec.sample_rate
+        step = max(1, int(rate * chunk_ms / 1000.0))
+        start = self._loop.time()
+        for i in range(0, pcm.size, step):
+            if lateness_s is not None:
+                lateness_s.append(self._loop.time() - (start + i / rate))
+            await self.send_pcm(pcm[i : i + step])
+            wait = start + (i + step) / rate - self._loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        await self.end_input()
+
     async def _send_bye(self) -> None:
         if self._signalling is None:
             return
