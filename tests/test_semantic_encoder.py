@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -183,3 +185,21 @@ def test_dense_rejects_partial_chunks(enc: SemanticEncoder) -> None:
         enc.forward_dense(torch.zeros(1, 4, 7))
     with pytest.raises(ValueError):
         enc.patches(torch.zeros(1, 10, 8))
+
+
+def test_feature_trunk_drops_unused_blocks_and_keeps_features() -> None:
+    torch.manual_seed(0)
+    cfg = SemanticEncoderConfig(
+        d_model=32, n_heads=2, n_layers=4, lookahead_chunks=(1, 1, 0, 0), feature_layers=(0, 1),
+        segment_chunks=4,
+    )
+    full = SemanticEncoder(cfg).eval()
+    trunk = full.feature_trunk()
+    assert trunk.cfg.n_layers == 2 and trunk.cfg.lookahead_chunks == (1, 1)
+    assert len(trunk.blocks) == 2 and not trunk.training
+    assert sum(p.numel() for p in trunk.parameters()) < sum(p.numel() for p in full.parameters())
+    pcm = 0.1 * torch.randn(1, 16000)
+    torch.testing.assert_close(extract_features(trunk, pcm), extract_features(full, pcm))
+    # nothing to drop: the same module comes back
+    last = SemanticEncoder(replace(cfg, feature_layers=(3,)))
+    assert last.feature_trunk() is last

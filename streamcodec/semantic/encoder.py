@@ -19,6 +19,7 @@ scores depend only on relative positions and stay exact for streams of any lengt
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -163,6 +164,27 @@ class SemanticEncoder(nn.Module):
             x = block(x, cos, sin, "block_causal", c.chunk_tokens, la)
             outs.append(x)
         return outs
+
+    def feature_trunk(self) -> SemanticEncoder:
+        """A copy without the blocks after the last feature layer.
+
+        Features depend only on blocks ``0..max(feature_layers)``; the rest served the MAE
+        objective. The trunk gives identical features for a fraction of the compute and
+        weights (the shipped tokenizer uses block 0 of 8).
+        """
+        c = self.cfg
+        keep = max(c.feature_layers) + 1
+        if keep == c.n_layers:
+            return self
+        cfg = replace(c, n_layers=keep, lookahead_chunks=c.lookahead_chunks[:keep])
+        trunk = SemanticEncoder(cfg)
+        state = {
+            k: v
+            for k, v in self.state_dict().items()
+            if not k.startswith("blocks.") or int(k.split(".")[1]) < keep
+        }
+        trunk.load_state_dict(state)
+        return trunk.train(self.training)
 
     def features_from_layers(self, layer_outputs: list[torch.Tensor]) -> torch.Tensor:
         """Mean of the parameter-free LayerNorm'd ``feature_layers`` outputs: ``[B, N, D]``."""
