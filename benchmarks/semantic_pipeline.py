@@ -181,6 +181,15 @@ def main() -> None:
     )
     (weights / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     shutil.copyfile(Path(args.encoder_dir) / "encoder.safetensors", weights / "encoder.safetensors")
+    # keep only the blocks up to the feature layer: same features, less compute and weight
+    from streamcodec.semantic.tokenizer import load_encoder, save_encoder
+
+    full = load_encoder(weights)
+    trunk = full.feature_trunk()
+    if trunk is not full:
+        cfg["encoder"] = trunk.cfg.to_dict()
+        cfg["trunk"] = {"from_layers": full.cfg.n_layers, "kept_layers": trunk.cfg.n_layers}
+        save_encoder(trunk, weights, {k: v for k, v in cfg.items() if k not in ("encoder",)})
 
     if not (weights / "codebooks.safetensors").exists():
         sh(

@@ -190,7 +190,11 @@ def test_dense_rejects_partial_chunks(enc: SemanticEncoder) -> None:
 def test_feature_trunk_drops_unused_blocks_and_keeps_features() -> None:
     torch.manual_seed(0)
     cfg = SemanticEncoderConfig(
-        d_model=32, n_heads=2, n_layers=4, lookahead_chunks=(1, 1, 0, 0), feature_layers=(0, 1),
+        d_model=32,
+        n_heads=2,
+        n_layers=4,
+        lookahead_chunks=(1, 1, 0, 0),
+        feature_layers=(0, 1),
         segment_chunks=4,
     )
     full = SemanticEncoder(cfg).eval()
