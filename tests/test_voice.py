@@ -253,9 +253,7 @@ def test_cli_encode_decode_info(weights: dict[str, Path], tmp_path: Path, capsys
 
 
 # ---- the bundled (trained) voice-700 -----------------------------------------------------------
-@pytest.mark.skipif(
-    not registry.is_available("voice-700"), reason="voice-700 weights not bundled"
-)
+@pytest.mark.skipif(not registry.is_available("voice-700"), reason="voice-700 weights not bundled")
 def test_bundled_voice_700_streams_and_beats_a_silent_guess() -> None:
     from streamcodec import assets
     from streamcodec.eval.align import align_to
