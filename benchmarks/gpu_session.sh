@@ -1,64 +1,110 @@
 #!/usr/bin/env bash
-# One GPU call for the session's device work, on a bare machine (torch + triton, no network):
-#   1. the kernel benchmark + GPU kernel tests (alone on the GPU, so timings are clean);
-#   2. MAE pretraining of the semantic encoder and vocoder GAN training, side by side.
+# One GPU call for a session's device work, on a bare machine (torch + triton, no network):
+# the parts named on the command line, one after the other, each with its own time budget.
 #
-#   bash benchmarks/gpu_session.sh OUT_DIR [KERNEL_S=200] [TRAIN_S=300]
-#   CPU plumbing check: GPU_SESSION_CPU=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh /tmp/gs 30 40
+#   bash benchmarks/gpu_session.sh OUT_DIR PART:SECONDS [PART:SECONDS ...]
 #
-# Each part's files are packed into one archive in OUT_DIR as soon as the part ends
-# (the device tool returns at most 8 files): kernels.tgz, mae.tgz, vocoder.tgz, session.log.
+# Parts:
+#   kernels     the kernel benchmark + GPU kernel tests (benchmarks/run_gpu_kernels.sh)
+#   train       MAE pretraining and vocoder GAN training side by side (gpu_train_mae.sh,
+#               gpu_train_vocoder.sh), on .carry/train_subset
+#   voicebench  batched voice decode, real-time streams per GPU (gpu_bench_voice.sh)
+#   codec       voice codec training (gpu_train_codec.sh; $CODEC_CONFIGS, $CODEC_MANIFESTS)
+# e.g. the session of 2026-11-27 (afternoon):
+#   WHEELS=.carry/whl_gpu CODEC_CONFIGS="voice-350 voice-1400" CODEC_ARGS="--guidance 2" \
+#   VOICEBENCH_ARGS="--streams 1 64 256 1024 4096 --steps 2 4 --chunks 12" \
+#   CODEC_MANIFESTS=.carry/gpu_speech/manifest.tsv \
+#       bash benchmarks/gpu_session.sh $OUT voicebench:120 codec:380
+# CPU plumbing check: GPU_SESSION_CPU=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh \
+#   /tmp/gs kernels:30 train:40 voicebench:60 codec:60
+#
+# Each part's files are packed into OUT_DIR/PART.tgz as soon as the part ends (the device tool
+# returns at most 8 files of 16 MiB), the codec part as OUT_DIR/codec-CONFIG.tgz per
+# configuration; OUT_DIR/session.log has the timeline.
 set -u
-OUT=${1:?usage: gpu_session.sh OUT_DIR [KERNEL_S] [TRAIN_S]}
-KERNEL_S=${2:-200}
-TRAIN_S=${3:-300}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${1:?usage: gpu_session.sh OUT_DIR PART:SECONDS [PART:SECONDS ...]}
+shift
+[ $# -gt 0 ] || { echo "gpu_session: name at least one PART:SECONDS" >&2; exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+export PYTHON=$PY
 WORK=${TMPDIR:-/tmp}/gpu_session
-PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$WORK"
 OUT=$(cd "$OUT" && pwd)
 LOG="$OUT/session.log"
 START=$(date +%s)
 log() { echo "[$(($(date +%s) - START))s] $*" | tee -a "$LOG"; }
-pack() { # pack NAME: $WORK/NAME -> $OUT/NAME.tgz
-    tar czf "$OUT/$1.tgz" -C "$WORK" "$1" && log "packed $1 ($(du -h "$OUT/$1.tgz" | cut -f1))"
+pack() { # pack NAME [PATH]: $WORK/PATH (default NAME) -> $OUT/NAME.tgz
+    tar czf "$OUT/$1.tgz" -C "$WORK" "${2:-$1}" && log "packed $1 ($(du -h "$OUT/$1.tgz" | cut -f1))"
 }
-
-rm -rf "$WORK"/{kernels,mae,vocoder}
-mkdir -p "$WORK"/{kernels,mae,vocoder}
-log "repo $REPO"
+CPU=${GPU_SESSION_CPU:-0}
+log "repo $REPO; parts $*"
 { nvidia-smi || true; "$PY" -c "import torch, triton; print(torch.__version__, triton.__version__)"; } \
     >>"$LOG" 2>&1
-if ! "$PY" -c "import av, soxr" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site "$REPO"/.carry/whl/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
 
-if [ "${GPU_SESSION_CPU:-0}" = 1 ]; then
-    KMODE=--cpu-smoke
-    export DEVICE=cpu VOC_DEVICE=cpu VOC_WORKERS=2 EXTRA_ARGS="--batch-size 2"
-else
-    KMODE=gpu
-fi
+part_kernels() { # DIR SECONDS
+    local mode=gpu
+    [ "$CPU" = 1 ] && mode=--cpu-smoke
+    BENCH_TOTAL_S=$2 timeout -k 10 $(($2 + 30)) \
+        bash "$REPO/benchmarks/run_gpu_kernels.sh" "$1" $mode >"$1/stdout.log" 2>&1
+}
 
-log "kernels: start (budget ${KERNEL_S}s)"
-BENCH_TOTAL_S=$KERNEL_S PYTHON=$PY timeout -k 10 $((KERNEL_S + 30)) \
-    bash "$REPO/benchmarks/run_gpu_kernels.sh" "$WORK/kernels" $KMODE >>"$WORK/kernels/stdout.log" 2>&1
-log "kernels: done (rc $?)"
-pack kernels
+part_train() { # DIR SECONDS: MAE and vocoder side by side
+    mkdir -p "$1/mae" "$1/vocoder"
+    if [ "$CPU" = 1 ]; then
+        export DEVICE=cpu VOC_DEVICE=cpu VOC_WORKERS=2 EXTRA_ARGS="--batch-size 2"
+    fi
+    timeout -k 10 $(($2 + 45)) bash "$REPO/benchmarks/gpu_train_mae.sh" "$1/mae" "$2" \
+        >"$1/mae/stdout.log" 2>&1 &
+    local mae=$!
+    timeout -k 10 $(($2 + 45)) bash "$REPO/benchmarks/gpu_train_vocoder.sh" "$1/vocoder" "$2" \
+        >"$1/vocoder/stdout.log" 2>&1 &
+    local voc=$! rc=0
+    wait $mae || rc=$?
+    wait $voc || rc=$?
+    return $rc
+}
 
-log "training: MAE and vocoder side by side (budget ${TRAIN_S}s each)"
-PYTHON=$PY timeout -k 10 $((TRAIN_S + 45)) \
-    bash "$REPO/benchmarks/gpu_train_mae.sh" "$WORK/mae" "$TRAIN_S" >"$WORK/mae/stdout.log" 2>&1 &
-MAE_PID=$!
-timeout -k 10 $((TRAIN_S + 45)) \
-    bash "$REPO/benchmarks/gpu_train_vocoder.sh" "$WORK/vocoder" "$TRAIN_S" >"$WORK/vocoder/stdout.log" 2>&1 &
-VOC_PID=$!
-wait $MAE_PID
-log "mae: done (rc $?)"
-pack mae
-wait $VOC_PID
-log "vocoder: done (rc $?)"
-pack vocoder
+part_voicebench() { # DIR SECONDS; $VOICEBENCH_ARGS: more bench_voice.py options
+    local extra=()
+    read -r -a extra <<<"${VOICEBENCH_ARGS:-}"
+    [ "$CPU" = 1 ] && extra+=(--device cpu --streams 1 2 --chunks 5)
+    timeout -k 10 "$2" bash "$REPO/benchmarks/gpu_bench_voice.sh" "$1" "${extra[@]}" \
+        >"$1/stdout.log" 2>&1
+}
+
+part_codec() { # DIR SECONDS: the training budget ends 20 s before the part's, for the export;
+    # $CODEC_ARGS: more `streamcodec train codec` options
+    local extra=()
+    read -r -a extra <<<"${CODEC_ARGS:-}"
+    [ "$CPU" = 1 ] && extra+=(--preset tiny --max-steps 3)
+    [ "$CPU" = 1 ] && export CODEC_DEVICE=cpu CODEC_WORKERS=2
+    CODEC_CKPT_DIR=$1/ckpt timeout -k 10 $(($2 + 30)) \
+        bash "$REPO/benchmarks/gpu_train_codec.sh" "$1" $(($2 - 20)) "${extra[@]}" \
+        >"$1/stdout.log" 2>&1
+    rm -rf "$1/ckpt"  # optimiser state: too big to bring back
+}
+
+for SPEC in "$@"; do
+    NAME=${SPEC%%:*}
+    SECONDS_=${SPEC#*:}
+    if ! declare -F "part_$NAME" >/dev/null || ! [[ $SECONDS_ =~ ^[0-9]+$ ]]; then
+        log "bad part '$SPEC' (parts: kernels train voicebench codec, as NAME:SECONDS)"
+        continue
+    fi
+    rm -rf "${WORK:?}/$NAME"
+    mkdir -p "$WORK/$NAME"
+    log "$NAME: start (budget ${SECONDS_}s)"
+    "part_$NAME" "$WORK/$NAME" "$SECONDS_"
+    log "$NAME: done (rc $?)"
+    if [ "$NAME" = codec ]; then  # one archive per configuration (~16 MB of weights each)
+        for D in "$WORK"/codec/*/; do
+            D=$(basename "$D")
+            pack "codec-$D" "codec/$D"
+        done
+        cp "$WORK/codec/stdout.log" "$OUT/codec_stdout.log" 2>/dev/null
+    else
+        pack "$NAME"
+    fi
+done
 { nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv || true; } >>"$LOG" 2>&1
 log "session done"

@@ -12,9 +12,11 @@
 #   losses.csv, train.log                                                "voice-700", weights=DIR)
 # The full checkpoint (optimiser, raw weights) goes to $CODEC_CKPT_DIR/<config>
 # (default /tmp/codec_ckpt), not to OUT_DIR; pass `--init OUT_DIR/<config>` later to continue.
-# Data: .carry/train_subset/{speech,music,noise}/manifest.tsv (never dev/ or probe/).
-# Needs the semantic weights in streamcodec/weights/semantic (encoder + codebooks), torch with
-# CUDA, numpy, tqdm, safetensors; av and soxr are installed from .carry/whl if missing.
+# Data: the manifests in $CODEC_MANIFESTS (space-separated; default
+# .carry/train_subset/{speech,music,noise}/manifest.tsv), train/ material only (never dev/ or
+# probe/). Needs the semantic weights in streamcodec/weights/semantic (encoder + codebooks),
+# torch with CUDA, numpy, tqdm, safetensors; the audio wheels come from $WHEELS when missing
+# (benchmarks/gpu_env.sh).
 # $PYTHON picks the interpreter (default python3). CODEC_DEVICE=cpu tests the plumbing without
 # a GPU (with e.g. --preset tiny --max-steps 3).
 set -euo pipefail
@@ -25,16 +27,13 @@ fi
 OUT=$1
 BUDGET=$2
 shift 2
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-PY=${PYTHON:-python3}
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-if ! "$PY" -c "import av, soxr" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site "$REPO"/.carry/whl/*.whl
-    export PYTHONPATH="/tmp/site:$PYTHONPATH"
-fi
-"$PY" -c "import numpy, torch, tqdm, safetensors, av, soxr" \
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+"$PY" -c "import numpy, torch, tqdm, safetensors, soxr" \
     || { echo "gpu_train_codec: a dependency is missing" >&2; exit 3; }
-S=${CODEC_DATA:-$REPO/.carry/train_subset}
+S=$REPO/.carry/train_subset
+read -r -a MANIFESTS <<<"${CODEC_MANIFESTS:-$S/speech/manifest.tsv $S/music/manifest.tsv $S/noise/manifest.tsv}"
+MANIFEST_ARGS=()
+for M in "${MANIFESTS[@]}"; do MANIFEST_ARGS+=(--manifest "$M"); done
 CONFIGS=${CODEC_CONFIGS:-"voice-700 voice-350 voice-1400"}
 N=$(echo $CONFIGS | wc -w)
 EACH=$((BUDGET / N))
@@ -46,8 +45,7 @@ for CFG in $CONFIGS; do
     # some need packages (aiortc, ...) that a bare GPU machine lacks
     "$PY" -m streamcodec.training.codec \
         --config "$CFG" --out "$OUT/$CFG" --preset gpu --device "${CODEC_DEVICE:-cuda}" \
-        --manifest "$S/speech/manifest.tsv" --manifest "$S/music/manifest.tsv" \
-        --manifest "$S/noise/manifest.tsv" \
+        "${MANIFEST_ARGS[@]}" \
         --budget-s "$EACH" --workers "${CODEC_WORKERS:-16}" \
         --cache-dir "${CODEC_CACHE:-/tmp/codec_cache}" \
         --ckpt-dir "${CODEC_CKPT_DIR:-/tmp/codec_ckpt}/$CFG" --ckpt-every-s 120 \

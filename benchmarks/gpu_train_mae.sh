@@ -5,7 +5,7 @@
 #
 # BUDGET_S is the wall time of the Python process: decoding the subset with a process
 # pool (~10-40 s), then training until BUDGET_S - 10 s, then the export (a few s).
-# The learning-rate schedule ends at that stop. pip-installing av/soxr (if needed) and
+# The learning-rate schedule ends at that stop. Installing the audio wheels (if needed) and
 # the import check come before, a few seconds.
 # DATA_DIR holds {speech,music,noise}/manifest.tsv (train/ material only).
 # Writes into OUT_DIR exactly:
@@ -20,21 +20,14 @@ set -euo pipefail
 
 OUT=${1:?usage: $0 OUT_DIR [BUDGET_S] [DATA_DIR]}
 BUDGET=${2:-150}
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 DATA=${3:-$REPO/.carry/train_subset}
 WORK=${WORK:-/tmp/mae_gpu_run}
-PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}          # DEVICE=cpu EXTRA_ARGS="--batch-size 4" tests the plumbing
 EXTRA_ARGS=${EXTRA_ARGS:-}
 mkdir -p "$OUT"
 
-# av / soxr wheels when the machine lacks them (streamcodec.audio needs both)
-if ! "$PY" -c "import av, soxr" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site "$REPO"/.carry/whl/*.whl
-    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$REPO:${PYTHONPATH:-}
-"$PY" -c "import numpy, torch, tqdm, safetensors, av, soxr
+"$PY" -c "import numpy, torch, tqdm, safetensors, soxr
 assert '$DEVICE' == 'cpu' or torch.cuda.is_available()" \
     || { echo "gpu_train_mae: missing a dependency or no CUDA" >&2; exit 3; }
 

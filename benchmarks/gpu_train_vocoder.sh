@@ -12,8 +12,8 @@
 # The full checkpoint (discriminators, optimisers) goes to $VOC_CKPT_DIR
 # (default /tmp/vocoder_ckpt), not to OUT_DIR.
 # Data: .carry/train_subset/{speech,music,noise}/manifest.tsv (never dev/ or probe/).
-# Needs torch with CUDA, numpy, tqdm, safetensors; av and soxr are installed from
-# .carry/whl if missing. $PYTHON picks the interpreter (default python3).
+# Needs torch with CUDA, numpy, tqdm, safetensors; the audio wheels come from $WHEELS when
+# missing (benchmarks/gpu_env.sh). $PYTHON picks the interpreter (default python3).
 # VOC_DEVICE=cpu tests the plumbing without a GPU (add e.g. --batch-size 2).
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -23,14 +23,8 @@ fi
 OUT=$1
 BUDGET=$2
 shift 2
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-PY=${PYTHON:-python3}
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-if ! "$PY" -c "import av, soxr" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site "$REPO"/.carry/whl/*.whl
-    export PYTHONPATH="/tmp/site:$PYTHONPATH"
-fi
-"$PY" -c "import numpy, torch, tqdm, safetensors, av, soxr" \
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+"$PY" -c "import numpy, torch, tqdm, safetensors, soxr" \
     || { echo "gpu_train_vocoder: a dependency is missing" >&2; exit 3; }
 S="$REPO/.carry/train_subset"
 mkdir -p "$OUT"

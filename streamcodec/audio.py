@@ -3,6 +3,11 @@
 Resampling uses ``soxr`` (the SoX resampler, "VHQ" quality): a well-kept library
 with a better anti-aliasing filter than libswresample's defaults, and the same
 one the corpus itself was prepared with.
+
+Where PyAV is not installed (a bare GPU training machine that received only the
+training recipe and a few wheels), :func:`load_audio` reads files through
+libsndfile (the ``soundfile`` package: WAV, FLAC, Ogg Vorbis/Opus) instead; every
+other function here needs PyAV.
 """
 
 from __future__ import annotations
@@ -13,9 +18,13 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-import av
 import numpy as np
 import soxr
+
+try:
+    import av
+except ImportError:  # only load_audio works then, through soundfile (see the module docstring)
+    av = None
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +96,8 @@ def load_audio(src: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for data
     that is not audio, holds no samples, or decodes to NaN/Inf.
     """
+    if av is None:
+        return _load_libsndfile(src, sample_rate)
     try:
         container, label = _open_input(src)
     except (av.error.InvalidDataError, av.error.FFmpegError) as exc:
@@ -108,6 +119,31 @@ def load_audio(src: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     pcm = np.concatenate(chunks)
     if not np.isfinite(pcm).all():
         raise ValueError(f"audio in {label} holds NaN/Inf samples")
+    return resample(pcm, int(in_rate), sample_rate)
+
+
+def _load_libsndfile(src: AudioSource, sample_rate: int) -> np.ndarray:
+    """:func:`load_audio` without PyAV: decode with libsndfile (``soundfile``)."""
+    try:
+        import soundfile
+    except ImportError as exc:
+        raise ImportError("reading audio needs PyAV (`pip install av`) or soundfile") from exc
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.exists():
+            raise FileNotFoundError(f"audio file not found: {path}")
+        src = str(path)
+    elif isinstance(src, (bytes, bytearray)):
+        src = io.BytesIO(bytes(src))
+    try:
+        data, in_rate = soundfile.read(src, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"not a readable audio file: {_label(src)} ({exc})") from exc
+    if data.size == 0:
+        raise ValueError(f"audio in {_label(src)} is empty (no samples decoded)")
+    pcm = data.mean(axis=1)
+    if not np.isfinite(pcm).all():
+        raise ValueError(f"audio in {_label(src)} holds NaN/Inf samples")
     return resample(pcm, int(in_rate), sample_rate)
 
 
