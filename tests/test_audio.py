@@ -209,8 +209,11 @@ def test_fir_resampler_rejects_non_integer_ratio():
 
 @pytest.mark.parametrize(
     ("suffix", "codec", "fmt", "rate", "channels"),
-    [("wav", "pcm_s16le", "wav", 44100, 2), ("flac", "flac", "flac", 16000, 1),
-     ("opus", "libopus", "ogg", 48000, 1)],  # fmt: skip
+    [
+        ("wav", "pcm_s16le", "wav", 44100, 2),
+        ("flac", "flac", "flac", 16000, 1),
+        ("opus", "libopus", "ogg", 48000, 1),
+    ],  # fmt: skip
     ids=lambda v: str(v),
 )
 def test_load_audio_without_pyav_reads_through_libsndfile(
