@@ -93,6 +93,8 @@ def _kernel_module(name: str) -> ModuleType:
 
 def _use_triton(main: torch.Tensor, others: tuple[torch.Tensor | None, ...], force: bool) -> bool:
     """Dispatch decision shared by all ops; ``main`` is the input whose dtype/device decide."""
+    if not (main.is_cuda or force):  # the CPU production path: decided without env lookups
+        return False
     if main.dtype not in TRITON_DTYPES or triton_disabled() or torch.compiler.is_compiling():
         return False
     if torch.is_grad_enabled() and (

@@ -32,6 +32,9 @@ CASES = {
     "block-c8-look1-offset": (1, 2, 20, 77, 32, "block_causal", 8, 1),
     "block-c25-look0-square": (1, 1, 77, 77, 64, "block_causal", 25, 0),
     "block-c8-look2-ragged": (2, 1, 5, 43, 32, "block_causal", 8, 2),
+    # a streaming decoder's chunk against its cache: every key visible (the no-mask fast path)
+    "block-c4-chunk-vs-cache": (1, 2, 4, 104, 32, "block_causal", 4, 0),
+    "block-c4-one-row-more": (1, 2, 5, 104, 32, "block_causal", 4, 0),
 }
 
 
@@ -205,6 +208,18 @@ def test_reference_matches_naive_masks(case):
     want = _naive_attention(q, k, v, mask, chunk, look)
     got = attention_reference(q, k, v, mask=mask, chunk_size=chunk, lookahead_chunks=look)
     torch.testing.assert_close(got, want)
+
+
+def test_reference_fast_path_only_when_the_mask_hides_nothing():
+    from streamcodec.kernels.attention.reference import _sees_all_keys
+
+    for n_k in range(1, 30):
+        for n_q in range(1, n_k + 1):
+            for chunk in (1, 3, 4, 8):
+                for look in (0, 1):
+                    every = bool((key_limits(n_q, n_k, "block_causal", chunk, look) == n_k).all())
+                    assert _sees_all_keys(n_q, n_k, "block_causal", chunk, look) == every
+    assert not _sees_all_keys(4, 104, "causal", None, 0)
 
 
 def test_key_limits_block_causal_with_lookahead():

@@ -75,9 +75,22 @@ def attention_reference(
     Differentiable (torch SDPA); arguments are assumed validated by ``streamcodec.ops``.
     """
     n_q, n_k = q.shape[-2], k.shape[-2]
-    if mask == "none" or (mask == "causal" and n_q == 1):
+    if mask == "none" or (mask == "causal" and n_q == 1) or _sees_all_keys(
+        n_q, n_k, mask, chunk_size, lookahead_chunks
+    ):
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
     if mask == "causal" and n_q == n_k:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     allowed = visible_mask(n_q, n_k, mask, chunk_size, lookahead_chunks, q.device)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
+
+
+def _sees_all_keys(
+    n_q: int, n_k: int, mask: str, chunk_size: int | None, lookahead_chunks: int
+) -> bool:
+    """True when a block-causal mask hides nothing: the first query row (position
+    ``Nk - Nq``) already sees every key, as when a streaming decoder's chunk of queries
+    attends to its cache (then SDPA runs without building a mask)."""
+    if mask != "block_causal" or not chunk_size or n_q == 0:
+        return False
+    return ((n_k - n_q) // chunk_size + lookahead_chunks + 1) * chunk_size >= n_k

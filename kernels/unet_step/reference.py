@@ -27,11 +27,26 @@ def group_norm_modulate_silu_reference(
     scale, shift: [B, C] (diffusion-time modulation); residual: like x.
     Returns a tensor like x (x's dtype).
     """
-    y = F.group_norm(x, num_groups, weight, bias, eps)
     extra = (1,) * (x.dim() - 2)
-    if scale is not None:
+    if x.numel() == 0:
+        y = F.group_norm(x, num_groups, weight, bias, eps)
+    else:
+        # GroupNorm without affine is a layer norm over each group's (C / G) x spatial values:
+        # one fused op (faster than F.group_norm on CPU for the decoder's small tensors)
+        bsz = x.shape[0]
+        y = F.layer_norm(x.reshape(bsz, num_groups, -1), (x[0].numel() // num_groups,), eps=eps)
+        y = y.reshape(x.shape)
+        if weight is not None:
+            y = y * weight.reshape(weight.shape + extra)
+        if bias is not None:
+            y = y + bias.reshape(bias.shape + extra)
+    if scale is not None and shift is not None:
+        y = torch.addcmul(
+            shift.reshape(shift.shape + extra), y, 1 + scale.reshape(scale.shape + extra)
+        )
+    elif scale is not None:
         y = y * (1 + scale.reshape(scale.shape + extra))
-    if shift is not None:
+    elif shift is not None:
         y = y + shift.reshape(shift.shape + extra)
     y = F.silu(y)
     if residual is not None:
