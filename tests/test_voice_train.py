@@ -75,6 +75,10 @@ def test_train_resume_export_and_init(setup: tuple[Path, Path], tmp_path: Path) 
     out2 = tmp_path / "run2"
     _train(["--out", str(out2), "--init", str(out), "--max-steps", "4", *common])
     assert streamcodec.load("voice-700", weights=out2).training_info["step"] == 4
+    # a fresh optimiser warms its learning rate up again (not full LR on Adam's first step)
+    with open(out2 / "losses.csv") as fh:
+        lr_after_init = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(fh) if r["lr"]}
+    assert lr_after_init[4] == float(rows[0]["lr"]) < float(rows[-1]["lr"])
 
 
 def test_trainer_fits_one_batch(setup: tuple[Path, Path]) -> None:

@@ -116,6 +116,7 @@ class CodecTrainer:
         )
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        self.warmup_from = 0  # step the LR warm-up starts at (a fresh optimiser's first step)
         self.audio_s = 0.0
         self.wall_s = 0.0
         self.history: list[dict] = []
@@ -188,7 +189,9 @@ class CodecTrainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def lr_at(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        """Linear warm-up over ``warmup_steps`` from :attr:`warmup_from` (0, or the step a run
+        started from exported weights with a fresh optimiser), then constant."""
+        return self.cfg.lr * min(1.0, (step - self.warmup_from + 1) / max(1, self.cfg.warmup_steps))
 
     def train_step(self, batch: CodecBatch) -> dict[str, torch.Tensor]:
         self.model.train()
@@ -250,6 +253,7 @@ class CodecTrainer:
             "counters": json.dumps(
                 {
                     "step": self.step,
+                    "warmup_from": self.warmup_from,
                     "audio_s": self.audio_s,
                     "wall_s": self.wall_s,
                     "history": self.history,
@@ -263,6 +267,7 @@ class CodecTrainer:
         self.opt.load_state_dict(sd["opt"])
         self.gen.set_state(sd["gen"])
         c = json.loads(sd["counters"])
+        self.warmup_from = c.get("warmup_from", 0)
         self.step, self.audio_s, self.wall_s, self.history = (
             c["step"], c["audio_s"], c["wall_s"], c["history"]
         )  # fmt: skip
