@@ -98,7 +98,7 @@ def random_init_codec(name: str, semantic: Path, seed: int = 0) -> VoiceCodec:
 def load_codec(name: str, args: argparse.Namespace) -> tuple[VoiceCodec, bool]:
     wdir = args.weights if args.weights else bundled_voice_dir(name)
     if not args.random_init and (Path(wdir) / "config.json").exists():
-        return VoiceCodec(name, weights=wdir), True
+        return VoiceCodec(name, weights=wdir, threads=args.threads), True
     if not args.random_init:
         raise FileNotFoundError(f"no weights for {name} at {wdir}; use --random-init for speed")
     sem = args.semantic_weights
@@ -123,7 +123,12 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
 
 def bench_speed(
-    codec: VoiceCodec, x: np.ndarray, steps_list: list[int], guidances: list[float], repeats: int
+    codec: VoiceCodec,
+    x: np.ndarray,
+    steps_list: list[int],
+    guidances: list[float],
+    repeats: int,
+    threads: int = 1,
 ) -> dict:
     audio_s = x.size / 16000
     fs = codec.frame_samples
@@ -145,7 +150,7 @@ def bench_speed(
             s.flush()
 
     prev = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         w, c = timed(tokenizer_only, repeats)
     finally:
@@ -156,7 +161,7 @@ def bench_speed(
     chunk = codec.cfg.decoder.chunk_mel_frames
 
     def vocoder_only() -> None:
-        s = codec.vocoder.stream(threads=1)
+        s = codec.vocoder.stream(threads=threads)
         for i in range(0, mel.shape[2], chunk):
             s.push(mel[..., i : i + chunk])
         s.flush()
@@ -186,10 +191,13 @@ def bench_speed(
 
 def run_speed(args: argparse.Namespace) -> None:
     x = test_signal(args.seconds)
-    results = {"machine": machine(), "seconds": x.size / 16000, "threads": 1, "configs": {}}
+    results = {"machine": machine(), "seconds": x.size / 16000, "threads": args.threads,
+               "configs": {}}  # fmt: skip
     for name in args.configs:
         codec, trained = load_codec(name, args)
-        r = bench_speed(codec, x, args.steps, args.guidance, args.repeats)
+        if args.random_init:
+            codec.threads = args.threads
+        r = bench_speed(codec, x, args.steps, args.guidance, args.repeats, args.threads)
         r.update(
             trained=trained,
             latency_ms=codec.latency_ms(),
@@ -214,7 +222,8 @@ def speed_markdown(r: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores (shared; 1-min load average "
         f"{m['load_avg_1m']} at start, {m.get('load_avg_1m_end')} at end), torch {m['torch']}, "
-        f"one intra-op thread. Audio: {r['seconds']:.1f} s of dev speech. RTF = wall "
+        f"{r.get('threads', 1)} intra-op thread(s). Audio: {r['seconds']:.1f} s of dev speech. "
+        "RTF = wall "
         "seconds per audio second (median of repeats); CPU RTF = process CPU seconds per audio "
         "second (excludes waiting for a core on this loaded machine).",
         "",
@@ -416,6 +425,7 @@ def main() -> None:
     p.add_argument("--random-init", action="store_true", help="untrained model, same sizes")
     p.add_argument("--semantic-weights", type=Path, help="semantic encoder dir for --random-init")
     p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (speed runs)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0])
