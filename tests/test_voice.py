@@ -252,15 +252,19 @@ def test_cli_encode_decode_info(weights: dict[str, Path], tmp_path: Path, capsys
     assert cli_main(["info", "nope-codec"]) == 2
 
 
-# ---- the bundled (trained) voice-700 -----------------------------------------------------------
-@pytest.mark.skipif(not registry.is_available("voice-700"), reason="voice-700 weights not bundled")
-def test_bundled_voice_700_streams_and_reconstructs_the_mel() -> None:
+# ---- the bundled (trained) voice codecs ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "bps"), [("voice-350", 325), ("voice-700", 650), ("voice-1400", 1300)]
+)
+def test_bundled_voice_codec_streams_and_reconstructs_the_mel(name: str, bps: int) -> None:
+    if not registry.is_available(name):
+        pytest.skip(f"{name} weights not bundled")
     from streamcodec import assets
     from streamcodec.eval.align import align_to
     from streamcodec.eval.distances import mel_distance
 
-    codec = streamcodec.load("voice-700")
-    assert codec.payload_bps == 650 and codec.latency_ms()["total_ms"] <= 200
+    codec = streamcodec.load(name)
+    assert codec.payload_bps == bps and codec.latency_ms()["total_ms"] <= 200
     pcm = streamcodec.load_audio(assets.demo_clip())[: 3 * 16000]
     frames = codec.encode(pcm)
     assert codec.payload_bits(frames) == 26 * len(frames)
