@@ -52,6 +52,12 @@ def test_nearest_centroid_equals_brute_force() -> None:
     brute = torch.cdist(x.double(), c.double()).argmin(-1)
     assert torch.equal(ids, brute)
     assert torch.equal(Codebook(c).assign(x.view(50, 100, 24)), brute.view(50, 100))
+    # one row at a time (a streaming push) gives the same ids as the batch
+    cb = Codebook(c)
+    rows = torch.stack([cb.assign(x[i : i + 1])[0] for i in range(200)])
+    assert torch.equal(rows, brute[:200])
+    # the search layout is derived, not saved: the state dict holds only the centroids
+    assert set(cb.state_dict()) == {"centroids", "half_sq_norm"}
 
 
 def test_codebook_rejects_bad_inputs() -> None:
