@@ -82,7 +82,7 @@ def test_signal(seconds: float) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 200 * t) * np.sin(2 * np.pi * 3 * t)).astype(np.float32)
 
 
-def random_init_codec(name: str, semantic: Path, seed: int = 0) -> VoiceCodec:
+def random_init_codec(name: str, semantic: Path, seed: int = 0, threads: int = 1) -> VoiceCodec:
     cfg = preset(name)
     torch.manual_seed(seed)
     model = VoiceModel(cfg).eval()
@@ -92,7 +92,9 @@ def random_init_codec(name: str, semantic: Path, seed: int = 0) -> VoiceCodec:
     with torch.no_grad():
         model.decoder.cond.sem_table.copy_(cb.centroids)
     tok = SemanticTokenizer(enc, RATES[cfg.tokenizer], cb, cfg.tokenizer)
-    return VoiceCodec.from_parts(model, tok, Vocoder.from_pretrained(cfg.vocoder_weights))
+    return VoiceCodec.from_parts(
+        model, tok, Vocoder.from_pretrained(cfg.vocoder_weights), threads=threads
+    )
 
 
 def load_codec(name: str, args: argparse.Namespace) -> tuple[VoiceCodec, bool]:
@@ -108,7 +110,7 @@ def load_codec(name: str, args: argparse.Namespace) -> tuple[VoiceCodec, bool]:
             if (WEIGHTS_DIR / "encoder.safetensors").exists()
             else REPO / "runs/gpu1/mae"
         )
-    return random_init_codec(name, Path(sem)), False
+    return random_init_codec(name, Path(sem), threads=args.threads), False
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -195,8 +197,6 @@ def run_speed(args: argparse.Namespace) -> None:
                "configs": {}}  # fmt: skip
     for name in args.configs:
         codec, trained = load_codec(name, args)
-        if args.random_init:
-            codec.threads = args.threads
         r = bench_speed(codec, x, args.steps, args.guidance, args.repeats, args.threads)
         r.update(
             trained=trained,

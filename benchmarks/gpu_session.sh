@@ -76,8 +76,10 @@ part_codec() { # DIR SECONDS: the training budget ends 20 s before the part's, f
     # $CODEC_ARGS: more `streamcodec train codec` options
     local extra=()
     read -r -a extra <<<"${CODEC_ARGS:-}"
-    [ "$CPU" = 1 ] && extra+=(--preset tiny --max-steps 3)
-    [ "$CPU" = 1 ] && export CODEC_DEVICE=cpu CODEC_WORKERS=2
+    if [ "$CPU" = 1 ]; then
+        extra+=(--preset tiny --max-steps 3)
+        export CODEC_DEVICE=cpu CODEC_WORKERS=2
+    fi
     CODEC_CKPT_DIR=$1/ckpt timeout -k 10 $(($2 + 30)) \
         bash "$REPO/benchmarks/gpu_train_codec.sh" "$1" $(($2 - 20)) "${extra[@]}" \
         >"$1/stdout.log" 2>&1

@@ -76,11 +76,7 @@ def _open_input(src: AudioSource) -> tuple[av.container.InputContainer, str]:
             raise ValueError("audio bytes are empty")
         return av.open(io.BytesIO(bytes(src)), mode="r"), "<bytes>"
     if isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if not path.exists():
-            raise FileNotFoundError(f"audio file not found: {path}")
-        if path.is_dir():
-            raise ValueError(f"expected an audio file, got a directory: {path}")
+        path = _audio_file(src)
         return av.open(str(path), mode="r"), str(path)
     if hasattr(src, "read"):
         return av.open(src, mode="r"), getattr(src, "name", "<file object>")
@@ -129,10 +125,7 @@ def _load_libsndfile(src: AudioSource, sample_rate: int) -> np.ndarray:
     except ImportError as exc:
         raise ImportError("reading audio needs PyAV (`pip install av`) or soundfile") from exc
     if isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if not path.exists():
-            raise FileNotFoundError(f"audio file not found: {path}")
-        src = str(path)
+        src = str(_audio_file(src))
     elif isinstance(src, (bytes, bytearray)):
         src = io.BytesIO(bytes(src))
     try:
@@ -145,6 +138,16 @@ def _load_libsndfile(src: AudioSource, sample_rate: int) -> np.ndarray:
     if not np.isfinite(pcm).all():
         raise ValueError(f"audio in {_label(src)} holds NaN/Inf samples")
     return resample(pcm, int(in_rate), sample_rate)
+
+
+def _audio_file(src: str | os.PathLike) -> Path:
+    """``src`` as a path to an existing file (FileNotFoundError / ValueError otherwise)."""
+    path = Path(src)
+    if not path.exists():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"expected an audio file, got a directory: {path}")
+    return path
 
 
 def _label(src: AudioSource) -> str:
