@@ -75,8 +75,10 @@ def attention_reference(
     Differentiable (torch SDPA); arguments are assumed validated by ``streamcodec.ops``.
     """
     n_q, n_k = q.shape[-2], k.shape[-2]
-    if mask == "none" or (mask == "causal" and n_q == 1) or _sees_all_keys(
-        n_q, n_k, mask, chunk_size, lookahead_chunks
+    if (
+        mask == "none"
+        or (mask == "causal" and n_q == 1)
+        or _sees_all_keys(n_q, n_k, mask, chunk_size, lookahead_chunks)
     ):
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
     if mask == "causal" and n_q == n_k:
