@@ -112,7 +112,8 @@ def test_long_stream_cache_stays_bounded() -> None:
     for i in range(40):
         st.push(ids[i : i + 1], q[i : i + 1])
     cache = st._cache
-    assert cache.chunks == 39 and all(k.shape[2] == 3 * 2 for k in cache.k)
+    # one scratch chunk + a ring of context_chunks (3) chunks of chunk_tokens (2) patches
+    assert cache.chunks == 39 and all(k.shape[2] == (1 + 3) * 2 for k in cache.k)
 
 
 def test_seed_determinism_and_conditioning_matters() -> None:

@@ -14,8 +14,8 @@ themselves; a clean patch of chunk ``c`` sees clean chunks ``c - W .. c``
 (:meth:`FlowDecoder.forward_two_stream`, a boolean mask through torch SDPA, the
 autograd path); inference runs chunk by chunk against a per-stream KV cache of
 the clean context (:meth:`FlowDecoder.forward_cached`, through
-:func:`streamcodec.ops.attention` with ``mask="block_causal"``). The two agree
-to float rounding (``tests/test_decoder.py``).
+:func:`streamcodec.ops.attention`; a decode chunk sees every key in the window, so no
+mask). The two agree to float rounding (``tests/test_decoder.py``).
 
 Shapes: B batch, N patches, P patch values (``patch_frames * M``), D width,
 H heads, Dh head width, C patches per chunk.
@@ -118,7 +118,13 @@ class DecoderBlock(nn.Module):
 
 @dataclass
 class KVCache:
-    """Per-stream keys/values of the clean context, per layer ``[B, H, n, Dh]`` (n <= W·C)."""
+    """Per-stream keys/values of the clean context: per layer one preallocated buffer
+    ``[B, H, C + W·C, Dh]`` (``W = context_chunks``). Rows ``[0, C)`` hold the chunk being
+    computed; rows ``[C, C + W·C)`` are a ring of the last ``W`` committed clean chunks
+    (absolute chunk ``j`` in ring slot ``j mod W``). Every query of a decode chunk sees
+    every cached key and the keys carry their rotary positions, so the attention does not
+    depend on the keys' order and the ring is never shifted: a chunk costs two row writes
+    per layer instead of re-concatenating the cache."""
 
     k: list[torch.Tensor | None] = field(default_factory=list)
     v: list[torch.Tensor | None] = field(default_factory=list)
@@ -127,6 +133,30 @@ class KVCache:
     @classmethod
     def empty(cls, n_layers: int) -> KVCache:
         return cls([None] * n_layers, [None] * n_layers, 0)
+
+    def keys_values(
+        self, i: int, k: torch.Tensor, v: torch.Tensor, window: int, committed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``i``: put a chunk's ``k, v: [B, H, C, Dh]`` in the scratch rows and return the
+        keys/values it attends to: the scratch rows and the ring slots of ``committed``
+        chunks (at most ``window``)."""
+        b, h, c, dh = k.shape
+        if self.k[i] is None or self.k[i].shape != (b, h, c * (window + 1), dh):
+            self.k[i] = k.new_empty(b, h, c * (window + 1), dh)
+            self.v[i] = v.new_empty(b, h, c * (window + 1), dh)
+        kb, vb = self.k[i], self.v[i]
+        kb[:, :, :c].copy_(k)
+        vb[:, :, :c].copy_(v)
+        n = c * (1 + min(committed, window))
+        return kb[:, :, :n], vb[:, :, :n]
+
+    def commit(self, i: int, window: int) -> None:
+        """Copy layer ``i``'s scratch rows (a clean chunk) into its ring slot."""
+        kb, vb = self.k[i], self.v[i]
+        c = kb.shape[2] // (window + 1)
+        lo = c * (1 + self.chunks % window)
+        kb[:, :, lo : lo + c].copy_(kb[:, :, :c])
+        vb[:, :, lo : lo + c].copy_(vb[:, :, :c])
 
 
 class FlowDecoder(nn.Module):
@@ -275,7 +305,7 @@ class FlowDecoder(nn.Module):
         """One network evaluation for the decode chunk after the clean context.
 
         x: [B, n_clean + C, P]: optionally the ``C`` clean patches of the previous chunk
-        (``n_clean = C``; their keys/values are committed to ``cache``, which keeps the last
+        (``n_clean = C``; their keys/values are committed to ``cache``, a ring of the last
         ``context_chunks`` chunks), then the ``C`` noisy patches of the current chunk;
         time_mod: [B | 1, n_clean + C | 1, mod_width] (:meth:`time_modulation` of the rows'
         flow times); cond_feat: [B, n_clean + C, 7 D] (:meth:`cond_features`).
@@ -292,20 +322,18 @@ class FlowDecoder(nn.Module):
         # rows start at chunk ``cache.chunks``: the clean chunk to commit, else the noisy one
         pos = torch.arange(x.shape[1], device=x.device) + cache.chunks * chunk
         rope = self._rope(pos[None])
-        keep = cfg.context_chunks * chunk
+        window = cfg.context_chunks
 
         def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             outs = []
-            if n_clean:
-                kc = _cat(cache.k[i], k[:, :, :n_clean])
-                vc = _cat(cache.v[i], v[:, :, :n_clean])
-                outs.append(
-                    attention(q[:, :, :n_clean], kc, vc, mask="block_causal", chunk_size=chunk)
-                )
-                cache.k[i], cache.v[i] = kc[:, :, -keep:], vc[:, :, -keep:]
-            kn = _cat(cache.k[i], k[:, :, n_clean:])
-            vn = _cat(cache.v[i], v[:, :, n_clean:])
-            outs.append(attention(q[:, :, n_clean:], kn, vn, mask="block_causal", chunk_size=chunk))
+            done = cache.chunks
+            if n_clean:  # the clean chunk sees the ring before its slot is overwritten
+                kc, vc = cache.keys_values(i, k[:, :, :n_clean], v[:, :, :n_clean], window, done)
+                outs.append(attention(q[:, :, :n_clean], kc, vc))
+                cache.commit(i, window)
+                done += 1
+            kn, vn = cache.keys_values(i, k[:, :, n_clean:], v[:, :, n_clean:], window, done)
+            outs.append(attention(q[:, :, n_clean:], kn, vn))
             return torch.cat(outs, 2) if len(outs) > 1 else outs[0]
 
         out = self._run(x, time_mod, cond_feat, rope, attend)
@@ -318,7 +346,3 @@ class FlowDecoder(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def _cat(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
-    return b if a is None else torch.cat([a, b], dim=2)
