@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from streamcodec.features import LogMel
+from streamcodec.packed_linear import pack_linears
 from streamcodec.vocoder.istft import overlap_add
 from streamcodec.vocoder.model import FORMAT_VERSION, VocoderConfig, VocoderGenerator
 from streamcodec.vocoder.streaming import VocoderStream
@@ -35,6 +36,7 @@ class Vocoder:
 
     def __init__(self, generator: VocoderGenerator, training_info: dict | None = None) -> None:
         self.generator = generator.eval()
+        pack_linears(generator)  # CPU inference reads fp16 weights (same values, half the bytes)
         self.cfg = generator.cfg
         self.training_info = dict(training_info or {})
         device = next(generator.parameters()).device

@@ -29,6 +29,7 @@ from streamcodec.codec import Codec, DecoderSession, EncoderSession, Frame
 from streamcodec.decoder.sampling import SamplerConfig
 from streamcodec.decoder.stream import DecoderStream
 from streamcodec.features import LogMel
+from streamcodec.packed_linear import pack_linears
 from streamcodec.semantic.tokenizer import SemanticTokenizer, TokenFrames, load_tokenizer
 from streamcodec.vocoder.inference import Vocoder
 from streamcodec.vocoder.streaming import intra_op_threads
@@ -138,6 +139,8 @@ class VoiceCodec(Codec):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.vocoder = vocoder
+        for part in (model, tokenizer.encoder):  # (the Vocoder packs its own)
+            pack_linears(part)  # CPU inference reads fp16 weights (same values, half the bytes)
         self.sampler = SamplerConfig(
             steps=cfg.steps if steps is None else steps,
             guidance=cfg.guidance if guidance is None else guidance,
