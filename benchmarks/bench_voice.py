@@ -4,8 +4,10 @@ Speed (default): for each configuration, the streaming encoder session (pushes o
 token frame) and the streaming decoder session (one frame per push) at 1, 2, 4 and 8
 decoder steps, with and without classifier-free guidance (the guided pair is one
 batched call), plus the parts alone (semantic tokenizer stream, vocoder stream).
-RTF = processing seconds / audio seconds; ``cpu_rtf`` counts process CPU time (on
-a shared machine the wall time includes waiting for a core). Speed does not
+RTF = processing seconds / audio seconds (median of ``--repeats``, taken in turns over
+all the measured parts so a slow spell of a shared machine does not land on one);
+``cpu_rtf`` counts process CPU time (on a shared machine the wall time includes
+waiting for a core). Speed does not
 depend on training, so ``--random-init`` measures the shipped architecture before
 weights exist (random decoder, random 8192-entry codebook, the real semantic
 encoder and vocoder). Writes ``benchmarks/results/voice_speed.{json,md}``.
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamcodec import packed_linear
 from streamcodec.audio import load_audio
 from streamcodec.manifest import read_manifest
 from streamcodec.semantic.codebook import Codebook
@@ -64,6 +67,7 @@ def machine() -> dict:
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "cpu_fp16_linear": packed_linear.enabled(),
     }
 
 
@@ -113,15 +117,21 @@ def load_codec(name: str, args: argparse.Namespace) -> tuple[VoiceCodec, bool]:
     return random_init_codec(name, Path(sem), threads=args.threads), False
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
+def timed_round_robin(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of each ``fns[name]()``, the repeats taken in turns
+    (fn1, fn2, ..., fn1, fn2, ...) so that a slow spell of this shared machine spreads over
+    all of them instead of landing on one; one warm-up call each first."""
+    for fn in fns.values():
         fn()
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), statistics.median(cpus)
+    walls: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            walls[name].append(time.perf_counter() - t)
+            cpus[name].append(time.process_time() - c)
+    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
 
 
 def bench_speed(
@@ -141,23 +151,21 @@ def bench_speed(
             s.push(x[i : i + fs])
         s.flush()
 
-    w, c = timed(encode, repeats)
-    out = {"encoder": {"rtf": w / audio_s, "cpu_rtf": c / audio_s}}
+    fns = {"encoder": encode}
 
     def tokenizer_only() -> None:
-        s = codec.tokenizer.stream()
-        with torch.inference_mode():
-            for i in range(0, x.size, fs):
-                s.push(torch.from_numpy(x[i : i + fs]))
-            s.flush()
+        prev = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            s = codec.tokenizer.stream()
+            with torch.inference_mode():
+                for i in range(0, x.size, fs):
+                    s.push(torch.from_numpy(x[i : i + fs]))
+                s.flush()
+        finally:
+            torch.set_num_threads(prev)
 
-    prev = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        w, c = timed(tokenizer_only, repeats)
-    finally:
-        torch.set_num_threads(prev)
-    out["semantic_tokenizer"] = {"rtf": w / audio_s, "cpu_rtf": c / audio_s}
+    fns["semantic_tokenizer"] = tokenizer_only
     frames = codec.encode(x)
     mel = codec.vocoder.mel(torch.from_numpy(x)[None])
     chunk = codec.cfg.decoder.chunk_mel_frames
@@ -168,24 +176,35 @@ def bench_speed(
             s.push(mel[..., i : i + chunk])
         s.flush()
 
-    w, c = timed(vocoder_only, repeats)
-    out["vocoder"] = {"rtf": w / audio_s, "cpu_rtf": c / audio_s, "push_ms": 10 * chunk}
-    rows = []
+    fns["vocoder"] = vocoder_only
     base = codec.sampler
+    samplers = {}
     for g in guidances:
         for steps in steps_list:
-            codec.sampler = type(base)(
+            sampler = type(base)(
                 steps=steps, guidance=g, seed=base.seed, noise_scale=base.noise_scale
             )
+            samplers[f"decoder {steps} {g}"] = sampler
 
-            def decode() -> None:
+            def decode(sampler=sampler) -> None:
+                codec.sampler = sampler
                 s = codec.decoder()
                 for f in frames:
                     s.push(f)
                 s.flush()
 
-            w, c = timed(decode, repeats)
-            rows.append({"steps": steps, "guidance": g, "rtf": w / audio_s, "cpu_rtf": c / audio_s})
+            fns[f"decoder {steps} {g}"] = decode
+    times = timed_round_robin(fns, repeats)
+    out = {
+        k: {"rtf": times[k][0] / audio_s, "cpu_rtf": times[k][1] / audio_s}
+        for k in ("encoder", "semantic_tokenizer", "vocoder")
+    }
+    out["vocoder"]["push_ms"] = 10 * chunk
+    rows = [
+        {"steps": sm.steps, "guidance": sm.guidance, "rtf": times[k][0] / audio_s,
+         "cpu_rtf": times[k][1] / audio_s}
+        for k, sm in samplers.items()
+    ]  # fmt: skip
     codec.sampler = base
     out["decoder"] = rows
     return out
@@ -222,7 +241,9 @@ def speed_markdown(r: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores (shared; 1-min load average "
         f"{m['load_avg_1m']} at start, {m.get('load_avg_1m_end')} at end), torch {m['torch']}, "
-        f"{r.get('threads', 1)} intra-op thread(s). Audio: {r['seconds']:.1f} s of dev speech. "
+        f"{r.get('threads', 1)} intra-op thread(s), "
+        f"{'fp16' if m.get('cpu_fp16_linear') else 'fp32'} weights in the linear layers "
+        f"(streamcodec/packed_linear.py). Audio: {r['seconds']:.1f} s of dev speech. "
         "RTF = wall "
         "seconds per audio second (median of repeats); CPU RTF = process CPU seconds per audio "
         "second (excludes waiting for a core on this loaded machine).",
