@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamcodec import packed_linear
 from streamcodec.vocoder import Vocoder, VocoderConfig
 from streamcodec.vocoder.codec import MelVocoderCodec
 
@@ -137,6 +138,7 @@ def main() -> int:
             "load_avg_1_5_15": os.getloadavg(),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            "cpu_fp16_linear": packed_linear.enabled(),
         },
         "results": results,
     }
@@ -151,7 +153,9 @@ def main() -> int:
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch "
         f"{torch.__version__}; load average at the end "
         f"{', '.join(f'{x:.1f}' for x in report['machine']['load_avg_1_5_15'])} "
-        "(the machine is shared: a high load inflates the numbers).",
+        "(the machine is shared: a high load inflates the numbers); "
+        f"{'fp16' if report['machine']['cpu_fp16_linear'] else 'fp32'} weights in the linear "
+        "layers (streamcodec/packed_linear.py).",
         "",
         "RTF = wall time / audio time; CPU-time RTF = process CPU time (all threads) / audio time.",
         "",
