@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import numpy as np
@@ -39,6 +40,30 @@ def test_virtual_clock_jumps_over_sleeps_and_waits_for_threads_in_real_time():
     virtual, wall, threaded = clock.run(main)
     assert virtual == pytest.approx(1000.0, abs=1e-6) and wall < 1.0
     assert 0.15 < threaded < 5.0
+
+
+def test_virtual_clock_reaches_a_deadline_one_float_step_ahead():
+    """The call's playout loop waits ``deadline - now`` and then checks ``now >= deadline``.
+    With the deadline one float step (~7e-12 s at a clock of 45,000 s) ahead, asyncio runs
+    the timer early (within its clock resolution) while the wait's new task keeps the
+    selector at timeout 0, so a virtual clock that never moved would spin forever (seen as
+    a rare hang of the relay tests on a loaded machine)."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.advance(45463.09369415 - loop.time())
+        deadline = math.nextafter(loop.time(), math.inf)
+        wake = asyncio.Event()
+        for turns in range(1, 1001):
+            try:
+                await asyncio.wait_for(wake.wait(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                pass
+            if loop.time() >= deadline:
+                return turns
+        raise AssertionError("the virtual clock never reached the deadline")
+
+    assert clock.run(main) <= 2
 
 
 def test_rewrite_candidates_points_the_sdp_at_the_relay():

@@ -79,6 +79,13 @@ class _VirtualSelector(selectors.BaseSelector):
         loop = self.loop
         if loop is None or not loop.virtual:
             return self._inner.select(timeout)
+        events = self._select_virtual(loop, timeout)
+        loop.catch_up_with_due_timers()
+        return events
+
+    def _select_virtual(
+        self, loop: VirtualClockLoop, timeout: float | None
+    ) -> list[tuple[selectors.SelectorKey, int]]:
         events = self._inner.select(0)
         if events or timeout == 0:
             return events
@@ -136,6 +143,25 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def advance(self, seconds: float) -> None:
         if seconds > 0:
             self._now += seconds
+
+    def catch_up_with_due_timers(self) -> None:
+        """Move the clock onto the timers asyncio is about to run early.
+
+        asyncio runs every timer due before ``time() + clock resolution`` (1 ns). On a
+        virtual clock that would otherwise be a live-lock: a timer due one float step
+        ahead runs while time stands still (the selector gets timeout 0 whenever callbacks
+        are ready, as when the waiter re-arms), the waiter finds its deadline not reached
+        and re-arms, forever. Called on every select, before asyncio collects the timers.
+        """
+        scheduled = getattr(self, "_scheduled", None)
+        res = getattr(self, "_clock_resolution", 0.0)
+        if not scheduled or scheduled[0]._when >= self._now + res:
+            return  # the usual case: nothing due early
+        while True:
+            due = [h._when for h in scheduled if self._now < h._when < self._now + res]
+            if not due:
+                return
+            self._now = max(due)
 
     def advance_to_next_timer(self, timeout_s: float) -> None:
         target = self._now + timeout_s
