@@ -342,7 +342,8 @@ Token frame {v.frame_ms:g} ms: semantic id ({v.sem_bits} bits, frozen tokenizer
   {v.acoustic.dim}); decoder: {dec:,} parameters (conditioning encoder + transformer, width
   {d.dim}, {d.n_layers} layers, {d.n_heads} heads, 20 ms patches of {d.patch_frames} mel frames,
   decode chunks of {d.chunk_token_frames} token frame(s), clean context {d.context_chunks} chunks)
-- sampling defaults: {v.steps} Euler steps per chunk, guidance {v.guidance:g}
+- sampling defaults: {v.steps} Euler steps per chunk, guidance {v.guidance:g}, noise scale
+  {v.noise_scale:g}
 - shared parts: semantic encoder + codebooks `{v.semantic_weights}`, vocoder `{v.vocoder_weights}`
 - training: {info["step"]} steps, {info["audio_hours"]} h of audio seen (EMA weights, fp16)
 
