@@ -141,7 +141,13 @@ class KVCache:
         keys/values it attends to: the scratch rows and the ring slots of ``committed``
         chunks (at most ``window``)."""
         b, h, c, dh = k.shape
-        if self.k[i] is None or self.k[i].shape != (b, h, c * (window + 1), dh):
+        buf = self.k[i]
+        if (
+            buf is None
+            or buf.shape != (b, h, c * (window + 1), dh)
+            or buf.dtype != k.dtype
+            or buf.device != k.device
+        ):
             self.k[i] = k.new_empty(b, h, c * (window + 1), dh)
             self.v[i] = v.new_empty(b, h, c * (window + 1), dh)
         kb, vb = self.k[i], self.v[i]
