@@ -42,6 +42,7 @@ from streamcodec.semantic.codebook import Codebook
 from streamcodec.semantic.config import RATES
 from streamcodec.semantic.tokenizer import WEIGHTS_DIR, SemanticTokenizer, load_encoder
 from streamcodec.vocoder.inference import Vocoder
+from streamcodec.vocoder.streaming import intra_op_threads
 from streamcodec.voice.codec import VoiceCodec
 from streamcodec.voice.config import preset
 from streamcodec.voice.model import VoiceModel, bundled_voice_dir
@@ -154,16 +155,11 @@ def bench_speed(
     fns = {"encoder": encode}
 
     def tokenizer_only() -> None:
-        prev = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with intra_op_threads(threads), torch.inference_mode():
             s = codec.tokenizer.stream()
-            with torch.inference_mode():
-                for i in range(0, x.size, fs):
-                    s.push(torch.from_numpy(x[i : i + fs]))
-                s.flush()
-        finally:
-            torch.set_num_threads(prev)
+            for i in range(0, x.size, fs):
+                s.push(torch.from_numpy(x[i : i + fs]))
+            s.flush()
 
     fns["semantic_tokenizer"] = tokenizer_only
     frames = codec.encode(x)
