@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from streamcodec.audio import check_pcm
+from streamcodec.packed_linear import pack_linears
 from streamcodec.semantic.codebook import Codebook
 from streamcodec.semantic.config import (
     FORMAT_VERSION,
@@ -63,6 +64,7 @@ class SemanticTokenizer:
                 f"codebook width {codebook.dim} != encoder width {encoder.cfg.d_model}"
             )
         self.encoder = encoder.eval()
+        pack_linears(encoder)  # CPU inference reads fp16 weights (same values, half the bytes)
         self.rate = rate
         self.codebook = codebook
         self.name = name

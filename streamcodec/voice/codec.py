@@ -139,8 +139,9 @@ class VoiceCodec(Codec):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.vocoder = vocoder
-        for part in (model, tokenizer.encoder):  # (the Vocoder packs its own)
-            pack_linears(part)  # CPU inference reads fp16 weights (same values, half the bytes)
+        # CPU inference reads fp16 weights (same values, half the bytes); the tokenizer and the
+        # vocoder pack their own
+        pack_linears(model)
         self.sampler = SamplerConfig(
             steps=cfg.steps if steps is None else steps,
             guidance=cfg.guidance if guidance is None else guidance,
