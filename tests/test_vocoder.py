@@ -274,6 +274,21 @@ def test_train_resume_and_init(tmp_path: Path) -> None:
     _train(["--out", str(out2), "--init", str(out), "--max-steps", "4", *common])
     info = Vocoder.from_pretrained(out2).training_info
     assert info["step"] == 4 and len(info["history"]) == 3
+    # fine-tuning: discriminators first (generator frozen), then both at a lower learning rate
+    out3 = tmp_path / "run3"
+    argv = ["--out", str(out3), "--init", str(out), "--max-steps", "4", *common]
+    _train([*argv, "--disc-warmup-steps", "2", "--lr", "1e-5"])
+    ck3 = torch.load(out3 / "last.pt", weights_only=True)
+    counters = json.loads(ck3["counters"])
+    assert counters["step"] == 4  # the warm-up steps do not count as generator steps
+    assert counters["history"][-1]["disc_warmup_steps"] == 2
+    assert counters["history"][-1]["lr"] == 1e-5
+    assert json.loads(ck3["config"])["lr_d"] == 1e-5
+    with open(out3 / "losses.csv") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [4]
+    parser, module = recipe_parser("vocoder")
+    with pytest.raises(SystemExit, match="--disc-warmup-steps must be >= 0, got -1"):
+        module.run(parser.parse_args([*argv, "--disc-warmup-steps", "-1"]))
 
 
 def test_train_cli_dispatch() -> None:
@@ -298,6 +313,23 @@ def test_train_step_bf16_autocast_runs() -> None:
     assert "adv" in stats[-1] and "adv" not in stats[0]
     assert all(torch.isfinite(v).all() for s in stats for v in s.values())
     assert stats[-1]["mel"] < stats[0]["mel"]  # it fits the one batch it sees
+
+
+def test_discriminator_only_step_leaves_the_generator_alone() -> None:
+    from streamcodec.training.vocoder_gan import PRESETS, Trainer
+
+    tr = Trainer(PRESETS["tiny"], torch.device("cpu"), bf16=False)
+    gen = {k: v.clone() for k, v in tr.gen.state_dict().items()}
+    ema = {k: v.clone() for k, v in tr.ema.state_dict().items()}
+    disc = {k: v.clone() for k, v in tr.mpd.state_dict().items()}
+    # progress 0 and step 0: a normal step would not train the discriminators yet
+    stats = tr.train_step(torch.randn(2, 4000) * 0.1, progress=0.0, update_generator=False)
+    assert set(stats) == {"lr", "loss_d"} and torch.isfinite(stats["loss_d"])
+    assert all(torch.equal(v, gen[k]) for k, v in tr.gen.state_dict().items())
+    assert all(torch.equal(v, ema[k]) for k, v in tr.ema.state_dict().items())
+    assert any(not torch.equal(v, disc[k]) for k, v in tr.mpd.state_dict().items())
+    assert tr.step == 0 and tr.gan_steps == 0 and tr.audio_s == 0.0
+    assert all(p.grad is None for p in tr.gen.parameters())
 
 
 def test_gan_starts_by_step_or_by_progress() -> None:

@@ -228,6 +228,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--gan-start-step", type=int, help="override the preset's GAN start step")
+    p.add_argument(
+        "--lr", type=float, help="override the preset's peak learning rate (generator and D)"
+    )
+    p.add_argument(
+        "--disc-warmup-steps",
+        type=int,
+        default=0,
+        help="first train only the discriminators for this many steps of the session "
+        "(generator frozen): for fresh discriminators beside a generator from --init",
+    )
     p.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator (CUDA)")
     p.add_argument("--no-plot", action="store_true")
@@ -268,6 +278,10 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
         cfg = replace(cfg, batch_size=args.batch_size)
     if args.gan_start_step is not None:
         cfg = replace(cfg, gan_start_step=args.gan_start_step)
+    if args.lr is not None:
+        if not args.lr > 0:
+            raise SystemExit(f"--lr must be > 0, got {args.lr}")
+        cfg = replace(cfg, lr_g=args.lr, lr_d=args.lr)
     resume_path: Path | None = None
     if args.resume == "auto" and (ckpt_dir / "last.pt").exists():
         resume_path = ckpt_dir / "last.pt"
@@ -278,7 +292,12 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
         saved = TrainConfig.from_dict(json.loads(ckpt["config"]))
         # the checkpoint fixes the models; batch size and GAN start may change between sessions
         tr = Trainer(
-            replace(saved, batch_size=cfg.batch_size, gan_start_step=cfg.gan_start_step),
+            replace(
+                saved,
+                batch_size=cfg.batch_size,
+                gan_start_step=cfg.gan_start_step,
+                **({"lr_g": cfg.lr_g, "lr_d": cfg.lr_d} if args.lr is not None else {}),
+            ),
             device,
             bf16,
         )
@@ -331,6 +350,8 @@ def _load_data(args: argparse.Namespace) -> _Data:
 
 
 def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
+    if args.disc_warmup_steps < 0:
+        raise SystemExit(f"--disc-warmup-steps must be >= 0, got {args.disc_warmup_steps}")
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = _load_data(args)
@@ -359,6 +380,8 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         "start_step": tr.step,
         "device": _hardware(device),
         "preset": args.preset,
+        "lr": cfg.lr_g,
+        "disc_warmup_steps": args.disc_warmup_steps,
         **data,
     }
     tr.history.append(session)
@@ -370,6 +393,7 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
     acc: dict[str, list[torch.Tensor]] = {}
     bar = tqdm(desc="vocoder", unit="step", disable=args.no_progress, mininterval=5)
     reason = "max steps"
+    d_warm_done, d_acc = 0, []  # discriminator-only steps of this session (--disc-warmup-steps)
     try:
         while args.max_steps is None or tr.step < args.max_steps:
             now = time.monotonic()
@@ -385,6 +409,22 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
             if args.max_steps:
                 progress = max(progress, tr.step / args.max_steps)
             x = prefetch.next() if prefetch else sampler.sample(cfg.batch_size)
+            if d_warm_done < args.disc_warmup_steps:
+                d_loss = tr.train_step(x, progress, update_generator=False)["loss_d"]
+                d_warm_done += 1
+                d_acc.append(d_loss)
+                bar.update(1)
+                if d_warm_done % args.log_every == 0 or d_warm_done == args.disc_warmup_steps:
+                    mean_d = torch.stack(d_acc).float().mean().item()
+                    log.info(
+                        "discriminator warm-up %d/%d: loss_d %.4g",
+                        d_warm_done,
+                        args.disc_warmup_steps,
+                        mean_d,
+                    )
+                    bar.set_postfix(d_warmup=d_warm_done, loss_d=f"{mean_d:.4g}")
+                    d_acc = []
+                continue
             stats = tr.train_step(x, progress)
             for k, v in stats.items():
                 acc.setdefault(k, []).append(v)

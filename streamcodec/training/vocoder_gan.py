@@ -235,8 +235,15 @@ class Trainer:
         d = vc.delay_samples
         return y_syn[:, d : n_frames * vc.hop_samples], x[:, : n_frames * vc.hop_samples - d]
 
-    def train_step(self, x: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
-        """One optimisation step on ``x: [B, T]``; returns detached scalar tensors (no GPU sync)."""
+    def train_step(
+        self, x: torch.Tensor, progress: float, update_generator: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """One optimisation step on ``x: [B, T]``; returns detached scalar tensors (no GPU sync).
+
+        ``update_generator=False``: a discriminator-only step (the generator, its EMA and the
+        step counters stay as they are), used to let fresh discriminators catch up with a
+        generator loaded from shipped weights before their gradients reach it.
+        """
         cfg = self.cfg
         f = self.lr_factor(progress)
         for g in self.opt_g.param_groups:
@@ -244,9 +251,14 @@ class Trainer:
         for g in self.opt_d.param_groups:
             g["lr"] = cfg.lr_d * f
         x = x.to(self.device, non_blocking=True)
-        y_hat, y = self.generate(x, noisy=True)
+        with torch.set_grad_enabled(update_generator):
+            y_hat, y = self.generate(x, noisy=True)
         out: dict[str, torch.Tensor] = {"lr": torch.tensor(cfg.lr_g * f)}
-        gan = self.step >= cfg.gan_start_step or progress >= cfg.gan_start_progress
+        gan = (
+            self.step >= cfg.gan_start_step
+            or progress >= cfg.gan_start_progress
+            or not update_generator
+        )
         if gan:
             with self._autocast():
                 rp, _ = self.mpd(y)
@@ -263,6 +275,8 @@ class Trainer:
             )
             self.opt_d.step()
             out["loss_d"] = loss_d.detach()
+        if not update_generator:
+            return out
         mel = self.mel_loss(y_hat, y)
         loss_g = cfg.mel_weight * mel
         if gan:
