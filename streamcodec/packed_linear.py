@@ -62,6 +62,60 @@ def enabled() -> bool:
     return os.environ.get(DISABLE_ENV, "1").strip() not in ("0", "false", "no") and available()
 
 
+class WeightPacker:
+    """The fbgemm fp16 copy of one weight, for one call site: :class:`PackedLinear` holds
+    one, and a module whose GEMM weight is not an ``nn.Linear`` (a conv weight flattened
+    into a matrix) can hold one too. ``linear(x, weight, bias, owner)`` is ``F.linear``;
+    ``owner`` is the parameter ``weight`` is (a view of): its identity and in-place version
+    decide when to repack. A plain object, not a module: nothing of it is in a state dict;
+    the packed handle is never copied or pickled."""
+
+    def __init__(self) -> None:
+        self._packed: torch.Tensor | None = None
+        self._packed_of: tuple[int, int, int] | None = None  # _weight_key of the packed weight
+        self._zero_bias: torch.Tensor | None = None
+
+    def linear(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        owner: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        owner = weight if owner is None else owner
+        if (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or owner.requires_grad))
+            and not torch.compiler.is_compiling()
+        ):
+            if self._packed_of != _weight_key(owner):
+                self._repack(weight, owner)
+            if self._packed is not None:
+                if bias is None:
+                    if self._zero_bias is None or self._zero_bias.shape[0] != weight.shape[0]:
+                        self._zero_bias = torch.zeros(weight.shape[0])
+                    bias = self._zero_bias
+                return torch.fbgemm_linear_fp16_weight(x, self._packed, bias)
+        return F.linear(x, weight, bias)
+
+    def _repack(self, weight: torch.Tensor, owner: torch.Tensor) -> None:
+        w = weight.detach()
+        self._packed = None
+        if w.device.type == "cpu" and w.dtype == torch.float32 and torch.equal(w, w.half().float()):
+            self._packed = torch.fbgemm_pack_gemm_matrix_fp16(w.contiguous())
+        self._packed_of = _weight_key(owner)
+
+    @property
+    def packed(self) -> bool:
+        """True once the fbgemm path has run (tests, diagnostics)."""
+        return self._packed is not None
+
+    # the packed matrix is an opaque handle to fbgemm memory: never copy or pickle it
+    def __getstate__(self) -> dict:
+        return {"_packed": None, "_packed_of": None, "_zero_bias": None}
+
+
 class PackedLinear(nn.Linear):
     """``nn.Linear`` that multiplies float32 CPU inputs by an fbgemm-packed fp16 copy of its
     weight when the weight is exactly representable in fp16 (else, or when a gradient is
@@ -74,44 +128,11 @@ class PackedLinear(nn.Linear):
         new.in_features, new.out_features = lin.in_features, lin.out_features
         new.weight, new.bias = lin.weight, lin.bias  # shared parameters
         new.train(lin.training)
-        new._reset()
+        new.packer = WeightPacker()
         return new
 
-    def _reset(self) -> None:
-        self._packed: torch.Tensor | None = None
-        self._packed_of: tuple[int, int, int] | None = None  # _weight_key of the packed weight
-        self._zero_bias: torch.Tensor | None = None
-
-    def _repack(self) -> None:
-        w = self.weight.detach()
-        self._packed = None
-        if w.device.type == "cpu" and w.dtype == torch.float32 and torch.equal(w, w.half().float()):
-            self._packed = torch.fbgemm_pack_gemm_matrix_fp16(w)
-        self._packed_of = _weight_key(self.weight)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
-            and not torch.compiler.is_compiling()
-        ):
-            if self._packed_of != _weight_key(self.weight):
-                self._repack()
-            if self._packed is not None:
-                bias = self.bias
-                if bias is None:
-                    if self._zero_bias is None:
-                        self._zero_bias = torch.zeros(self.out_features)
-                    bias = self._zero_bias
-                return torch.fbgemm_linear_fp16_weight(x, self._packed, bias)
-        return F.linear(x, self.weight, self.bias)
-
-    # the packed matrix is an opaque handle to fbgemm memory: never copy or pickle it
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state.update(_packed=None, _packed_of=None, _zero_bias=None)
-        return state
+        return self.packer.linear(x, self.weight, self.bias)
 
 
 def _weight_key(w: torch.Tensor) -> tuple[int, int, int]:

@@ -35,7 +35,7 @@ def test_packed_matches_linear_and_keeps_parameters() -> None:
     x = torch.randn(3, 5, 24)
     with torch.inference_mode():
         got, want = m(x), ref(x)
-    assert m[0]._packed is not None and m[2]._packed is not None  # the fbgemm path ran
+    assert m[0].packer.packed and m[2].packer.packed  # the fbgemm path ran
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
     assert not torch.equal(got, torch.zeros_like(got))
 
@@ -49,7 +49,7 @@ def test_weights_not_exact_in_fp16_are_not_packed() -> None:
     x = torch.randn(4, 16)
     with torch.no_grad():
         assert torch.equal(wrapped(x), ref(x))
-    assert wrapped[0]._packed is None
+    assert not wrapped[0].packer.packed
 
 
 def test_in_place_weight_change_repacks_and_grad_uses_linear() -> None:
@@ -75,7 +75,7 @@ def test_copies_and_pickles_drop_the_packed_handle() -> None:
     with torch.inference_mode():
         want = m(x)
         for other in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
-            assert other[0]._packed is None  # repacked from its own weight on first use
+            assert not other[0].packer.packed  # repacked from its own weight on first use
             torch.testing.assert_close(other(x), want, rtol=0, atol=0)
 
 
@@ -83,3 +83,26 @@ def test_env_turns_packing_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(packed_linear.DISABLE_ENV, "0")
     m = fp16_exact_mlp()
     assert pack_linears(m) == 0 and type(m[0]) is nn.Linear
+
+
+def test_weight_packer_on_a_view_repacks_when_its_owner_changes() -> None:
+    """A conv weight used as a GEMM matrix (the vocoder's embedding on short chunks)."""
+    torch.manual_seed(2)
+    conv = nn.Conv1d(6, 10, 3)
+    with torch.no_grad():
+        conv.weight.copy_(conv.weight.half().float())
+    packer = packed_linear.WeightPacker()
+    x = torch.randn(1, 4, 18)
+    with torch.inference_mode():
+        got = packer.linear(x, conv.weight.flatten(1), conv.bias, owner=conv.weight)
+        want = nn.functional.linear(x, conv.weight.flatten(1), conv.bias)
+        assert packer.packed
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        conv.weight.mul_(0.5)  # in place, through the parameter the view came from
+    with torch.inference_mode():
+        got = packer.linear(x, conv.weight.flatten(1), conv.bias, owner=conv.weight)
+        want = nn.functional.linear(x, conv.weight.flatten(1), conv.bias)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    copied = copy.deepcopy(packer)
+    assert not copied.packed and packer.packed

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from streamcodec.features import LogMel
-from streamcodec.packed_linear import pack_linears
-from streamcodec.vocoder.istft import overlap_add
+from streamcodec.packed_linear import WeightPacker, pack_linears
+from streamcodec.vocoder.istft import overlap_add, window_envelope
 from streamcodec.vocoder.model import FORMAT_VERSION, VocoderConfig, VocoderGenerator
 from streamcodec.vocoder.streaming import VocoderStream
 
@@ -36,11 +36,15 @@ class Vocoder:
 
     def __init__(self, generator: VocoderGenerator, training_info: dict | None = None) -> None:
         self.generator = generator.eval()
-        pack_linears(generator)  # CPU inference reads fp16 weights (same values, half the bytes)
+        # CPU inference reads fp16 weights (same values, half the bytes), the embedding
+        # conv's GEMM of short streaming chunks included
+        if pack_linears(generator):
+            generator.embed_packer = WeightPacker()
         self.cfg = generator.cfg
         self.training_info = dict(training_info or {})
         device = next(generator.parameters()).device
         self.window = torch.hann_window(self.cfg.n_fft, device=device)
+        self.synthesis_window = self.window / window_envelope(self.window, self.cfg.hop_samples)
         self.mel = LogMel(self.cfg.mel).to(device)
 
     # --- construction ------------------------------------------------------------------------
@@ -123,7 +127,7 @@ class Vocoder:
             (b, cfg.mel.n_mels, cfg.lookahead_frames), cfg.silence_log_mel, device=mel.device
         )
         spec, _ = self.generator(torch.cat([mel, pad], dim=-1))
-        y = overlap_add(spec, self.window, cfg.hop_samples)
+        y = overlap_add(spec, self.window, cfg.hop_samples, self.synthesis_window)
         return y[:, cfg.delay_samples :].clamp(-1.0, 1.0)
 
     @torch.inference_mode()

@@ -23,18 +23,28 @@ def window_envelope(window: torch.Tensor, hop: int) -> float:
     return float(sq.mean())
 
 
-def frames_to_signal(spec: torch.Tensor, window: torch.Tensor, hop: int) -> torch.Tensor:
-    """``spec: [B, K, F] complex`` -> windowed time frames ``[B, F, N]`` (N = 2 (K - 1))."""
+def frames_to_signal(
+    spec: torch.Tensor, window: torch.Tensor, hop: int, synthesis_window: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``spec: [B, K, F] complex`` -> windowed time frames ``[B, F, N]`` (N = 2 (K - 1)).
+
+    ``synthesis_window``: ``window / window_envelope(window, hop)`` computed once by the
+    caller (a streaming session calls this every few milliseconds); ``None``: computed here.
+    """
     n_fft = window.shape[0]
     if spec.shape[1] != n_fft // 2 + 1:
         raise ValueError(f"spec has {spec.shape[1]} bins, expected {n_fft // 2 + 1}")
     frames = torch.fft.irfft(spec.transpose(1, 2), n=n_fft, dim=-1)
-    return frames * (window / window_envelope(window, hop))
+    if synthesis_window is None:
+        synthesis_window = window / window_envelope(window, hop)
+    return frames * synthesis_window
 
 
-def overlap_add(spec: torch.Tensor, window: torch.Tensor, hop: int) -> torch.Tensor:
+def overlap_add(
+    spec: torch.Tensor, window: torch.Tensor, hop: int, synthesis_window: torch.Tensor | None = None
+) -> torch.Tensor:
     """Offline iSTFT: ``spec: [B, K, F]`` -> ``[B, (F - 1) * hop + n_fft]`` float32."""
-    frames = frames_to_signal(spec, window, hop)  # [B, F, N]
+    frames = frames_to_signal(spec, window, hop, synthesis_window)  # [B, F, N]
     n_frames, n_fft = frames.shape[1], frames.shape[2]
     length = (n_frames - 1) * hop + n_fft
     out = F.fold(
@@ -44,18 +54,23 @@ def overlap_add(spec: torch.Tensor, window: torch.Tensor, hop: int) -> torch.Ten
 
 
 def overlap_add_stream(
-    spec: torch.Tensor, tail: torch.Tensor | None, window: torch.Tensor, hop: int
+    spec: torch.Tensor,
+    tail: torch.Tensor | None,
+    window: torch.Tensor,
+    hop: int,
+    synthesis_window: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Streaming iSTFT step: ``spec: [B, K, n]`` -> (complete samples ``[B, n * hop]``, tail).
 
-    ``tail: [B, n_fft - hop]`` is the partial sum carried between calls (``None`` = zeros).
+    ``tail: [B, n_fft - hop]`` is the partial sum carried between calls (``None`` = zeros);
+    ``synthesis_window`` as in :func:`frames_to_signal`.
     """
     n_fft = window.shape[0]
     if spec.shape[-1] == 0:
         if tail is None:
             tail = spec.new_zeros(spec.shape[0], n_fft - hop, dtype=window.dtype)
         return tail.new_zeros(tail.shape[0], 0), tail
-    y = overlap_add(spec, window, hop)  # [B, (n - 1) * hop + n_fft]
+    y = overlap_add(spec, window, hop, synthesis_window)  # [B, (n - 1) * hop + n_fft]
     if tail is not None:
         y = torch.cat([y[:, : n_fft - hop] + tail, y[:, n_fft - hop :]], dim=1)
     n_out = spec.shape[-1] * hop

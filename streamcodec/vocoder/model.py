@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from streamcodec.features import MelConfig
+from streamcodec.packed_linear import WeightPacker
 
 FORMAT_VERSION = 1
 
@@ -151,7 +152,7 @@ class ConvNeXtBlock(nn.Module):
         else:
             h = self.dwconv(xin.transpose(1, 2)).transpose(1, 2)
         h = self.pw2(F.gelu(self.pw1(self.norm(h))))
-        return x + h * self.gamma, new_context
+        return torch.addcmul(x, h, self.gamma), new_context
 
 
 class VocoderGenerator(nn.Module):
@@ -178,6 +179,8 @@ class VocoderGenerator(nn.Module):
         # log-mel is ~[-11.5, 3]: centre it so the first conv starts in a sane range
         self.register_buffer("mel_offset", torch.tensor(5.0), persistent=False)
         self.register_buffer("mel_scale", torch.tensor(0.25), persistent=False)
+        # set by Vocoder (CPU inference): fp16 GEMM of the embedding conv on short chunks
+        self.embed_packer: WeightPacker | None = None
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -200,7 +203,10 @@ class VocoderGenerator(nn.Module):
         if mel.shape[2] <= 16:  # short chunks: one GEMM beats the CPU conv's slow path
             cols = xin.unfold(2, k, 1).transpose(1, 2).flatten(2)  # [B, F, M * k]
             w = self.embed.weight.flatten(1)  # [D, M * k], same (M, k) order
-            x = F.linear(cols, w, self.embed.bias)
+            if self.embed_packer is not None:
+                x = self.embed_packer.linear(cols, w, self.embed.bias, owner=self.embed.weight)
+            else:
+                x = F.linear(cols, w, self.embed.bias)
         else:
             x = self.embed(xin).transpose(1, 2)  # [B, F, D]
         x = self.embed_norm(x)

@@ -80,7 +80,9 @@ class VocoderStream:
         if mel.shape[-1] == 0:
             return torch.zeros(mel.shape[0], 0, device=mel.device)
         spec, self._state = v.generator(mel, self._state)
-        out, self._tail = overlap_add_stream(spec, self._tail, v.window, v.cfg.hop_samples)
+        out, self._tail = overlap_add_stream(
+            spec, self._tail, v.window, v.cfg.hop_samples, v.synthesis_window
+        )
         # blocks before ``delay_frames`` belong to the time before the stream started
         hop = v.cfg.hop_samples
         preroll = max(0, v.cfg.delay_frames - self._blocks_out)
