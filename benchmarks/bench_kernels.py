@@ -11,8 +11,9 @@ still leaves what it measured):
 - ``gn``: fused GroupNorm+modulate+SiLU at decoder shapes + a sweep -> gn.csv;
 - ``summary``: Markdown tables and the issue's bars -> kernels.md.
 
-Times are medians in ms, three ways: ``cold`` = triton.testing.do_bench (CUDA
-events around each call, L2 flushed before each call: device time, cold cache),
+Times are medians in ms, three ways: ``cold`` = CUDA events around each call, L2
+flushed and the GPU kept busy (``torch.cuda._sleep``) until the call is queued:
+device time, cold cache, no host launch latency (see ``Timer.cold``),
 ``graph`` = do_bench_cudagraph (calls replayed from a CUDA graph: device time,
 warm L2, no launch overhead), ``loop`` = back-to-back eager calls (includes the
 host's launch overhead when the op is launch-bound: what an un-graphed server pays).
@@ -141,6 +142,10 @@ def gn_shapes(dry_run: bool) -> list[GnShape]:
 
 # --- timing ---
 
+#: busy-wait before each cold call: ~150 us at 2 GHz, which with the ~70 us flush is several
+#: times a host launch through a Python wrapper
+GPU_WAIT_CYCLES = 300_000
+
 
 class Timer:
     """Three medians per op (see module docstring); CPU dry runs use perf_counter."""
@@ -151,11 +156,47 @@ class Timer:
         self.window_ms = 1 if dry_run else 4  # per graph replay / loop trial
 
     def cold(self, fn: Callable[[], object]) -> float:
+        """Device time with a cold L2: flush, then a GPU busy-wait, then the timed call.
+
+        ``triton.testing.do_bench`` flushes L2 and times each call with events, but the GPU
+        can finish the ~70 us flush before a slow host has enqueued the call (a Python
+        wrapper plus the launch take 20-60 us); then the host's launch latency is inside the
+        timed interval. That is the likely cause of the first H200 run's outliers: 25 us
+        "cold" for a 51 KB GroupNorm whose graph replay took 2 us, 4.6 us for a larger one.
+        ``torch.cuda._sleep`` keeps the GPU busy until the start event, the call and the end
+        event are all queued.
+        """
         if not self.cuda:
             return self._cpu(fn)
-        import triton.testing
+        sleep = getattr(torch.cuda, "_sleep", None)
+        if sleep is None:  # a torch without the busy-wait: fall back to triton's timer
+            import triton.testing
 
-        return float(triton.testing.do_bench(fn, warmup=5, rep=self.rep_ms, return_mode="median"))
+            return float(
+                triton.testing.do_bench(fn, warmup=5, rep=self.rep_ms, return_mode="median")
+            )
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for _ in range(4):
+            fn()
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        flush = torch.empty(256 * 1024 * 1024 // 4, dtype=torch.int32, device="cuda")
+        per_rep_ms = start.elapsed_time(end) + 0.25  # + flush and busy-wait
+        reps = max(5, min(100, int(2 * self.rep_ms / per_rep_ms)))  # ~30 ms per op
+        events = [
+            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            for _ in range(reps)
+        ]
+        for start, end in events:
+            flush.zero_()
+            sleep(GPU_WAIT_CYCLES)
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize()
+        return statistics.median(start.elapsed_time(end) for start, end in events)
 
     def graph(self, fn: Callable[[], object]) -> float:
         if not self.cuda:
@@ -796,7 +837,8 @@ def write_summary(out: Path) -> str:
         f"triton {env.get('triton')}, CUDA {env.get('cuda_runtime')}, Python {env.get('python')}; "
         f"{env.get('date_utc', '')} UTC.",
         "",
-        "cold = triton.testing.do_bench (L2 flushed before each call); graph = CUDA-graph "
+        "cold = CUDA events around each call, L2 flushed and the GPU busy-waiting until the "
+        "call is queued (device time, no host launch latency); graph = CUDA-graph "
         "replay (warm L2, no launch overhead); loop = back-to-back eager calls (host launch "
         "overhead included). Speed-ups are other / triton. SDPA gets the best mask it "
         "accepts (none / is_causal / a precomputed boolean block-causal mask, built outside "
