@@ -8,6 +8,9 @@
 #   kernels     the kernel benchmark + GPU kernel tests (benchmarks/run_gpu_kernels.sh)
 #   train       MAE pretraining and vocoder GAN training side by side (gpu_train_mae.sh,
 #               gpu_train_vocoder.sh), on .carry/train_subset
+#   vocoder     vocoder GAN training alone (gpu_train_vocoder.sh; $VOCODER_ARGS, also used by
+#               train), e.g. VOCODER_ARGS="--init streamcodec/weights/mel-vocoder
+#               --disc-warmup-steps 200"
 #   voicebench  batched voice decode, real-time streams per GPU (gpu_bench_voice.sh)
 #   codec       voice codec training (gpu_train_codec.sh; $CODEC_CONFIGS, $CODEC_MANIFESTS)
 # e.g. the session of 2026-11-27 (afternoon):
@@ -16,7 +19,7 @@
 #   CODEC_MANIFESTS=.carry/gpu_speech/manifest.tsv \
 #       bash benchmarks/gpu_session.sh $OUT voicebench:120 codec:380
 # CPU plumbing check: GPU_SESSION_CPU=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh \
-#   /tmp/gs kernels:30 train:40 voicebench:60 codec:60
+#   /tmp/gs kernels:30 train:40 vocoder:40 voicebench:60 codec:60
 #
 # Each part's files are packed into OUT_DIR/PART.tgz as soon as the part ends (the device tool
 # returns at most 8 files of 16 MiB), the codec part as OUT_DIR/codec-CONFIG.tgz per
@@ -56,12 +59,25 @@ part_train() { # DIR SECONDS: MAE and vocoder side by side
     timeout -k 10 $(($2 + 45)) bash "$REPO/benchmarks/gpu_train_mae.sh" "$1/mae" "$2" \
         >"$1/mae/stdout.log" 2>&1 &
     local mae=$!
-    timeout -k 10 $(($2 + 45)) bash "$REPO/benchmarks/gpu_train_vocoder.sh" "$1/vocoder" "$2" \
-        >"$1/vocoder/stdout.log" 2>&1 &
+    part_vocoder "$1/vocoder" "$2" &
     local voc=$! rc=0
     wait $mae || rc=$?
     wait $voc || rc=$?
     return $rc
+}
+
+part_vocoder() { # DIR SECONDS: vocoder GAN training alone; $VOCODER_ARGS: more options, e.g.
+    # "--init streamcodec/weights/mel-vocoder --disc-warmup-steps 200" (a folder from an earlier
+    # run, with its discriminators.safetensors, continues the discriminators too)
+    local extra=()
+    read -r -a extra <<<"${VOCODER_ARGS:-}"
+    mkdir -p "$1"
+    if [ "$CPU" = 1 ]; then
+        export VOC_DEVICE=cpu VOC_WORKERS=2
+        extra+=(--batch-size 2)
+    fi
+    timeout -k 10 $(($2 + 45)) bash "$REPO/benchmarks/gpu_train_vocoder.sh" "$1" "$2" \
+        "${extra[@]}" >"$1/stdout.log" 2>&1
 }
 
 part_voicebench() { # DIR SECONDS; $VOICEBENCH_ARGS: more bench_voice.py options
@@ -90,7 +106,7 @@ for SPEC in "$@"; do
     NAME=${SPEC%%:*}
     SECONDS_=${SPEC#*:}
     if ! declare -F "part_$NAME" >/dev/null || ! [[ $SECONDS_ =~ ^[0-9]+$ ]]; then
-        log "bad part '$SPEC' (parts: kernels train voicebench codec, as NAME:SECONDS)"
+        log "bad part '$SPEC' (parts: kernels train vocoder voicebench codec, as NAME:SECONDS)"
         continue
     fi
     rm -rf "${WORK:?}/$NAME"
@@ -104,6 +120,9 @@ for SPEC in "$@"; do
             pack "codec-$D" "codec/$D"
         done
         cp "$WORK/codec/stdout.log" "$OUT/codec_stdout.log" 2>/dev/null
+    elif [ "$NAME" = train ]; then  # MAE encoder + vocoder and its discriminators: > 16 MiB
+        pack train-mae train/mae
+        pack train-vocoder train/vocoder
     else
         pack "$NAME"
     fi

@@ -249,6 +249,8 @@ def _train(argv: list[str]) -> argparse.Namespace:
 
 
 def test_train_resume_and_init(tmp_path: Path) -> None:
+    from streamcodec.training.vocoder_gan import PRESETS, Trainer
+
     manifest = _tiny_corpus(tmp_path / "data")
     out = tmp_path / "run"
     common = ["--preset", "tiny", "--manifest", str(manifest), "--device", "cpu"]
@@ -274,6 +276,22 @@ def test_train_resume_and_init(tmp_path: Path) -> None:
     _train(["--out", str(out2), "--init", str(out), "--max-steps", "4", *common])
     info = Vocoder.from_pretrained(out2).training_info
     assert info["step"] == 4 and len(info["history"]) == 3
+    # the exported discriminators came along: run2 started from run's, not from chance
+    from safetensors.torch import load_file
+
+    d1, d2 = (
+        load_file(str(out / "discriminators.safetensors")),
+        load_file(str(out2 / "discriminators.safetensors")),
+    )
+    assert d1.keys() == d2.keys() and any(k.startswith("mrd.") for k in d1)
+    tr_fresh = Trainer(PRESETS["tiny"], torch.device("cpu"), bf16=False)
+    k = next(k for k in d1 if k.startswith("mpd.") and k.endswith("original1"))
+    fresh = tr_fresh.mpd.state_dict()[k[4:]].half()
+    assert not torch.equal(d1[k], fresh)  # trained, not the init
+    tr_fresh.load_discriminators(out / "discriminators.safetensors")
+    assert torch.equal(tr_fresh.mpd.state_dict()[k[4:]].half(), d1[k])
+    other = Trainer(PRESETS["cpu"], torch.device("cpu"), bf16=False)  # another D config
+    assert not other.load_discriminators(out / "discriminators.safetensors")
     # fine-tuning: discriminators first (generator frozen), then both at a lower learning rate
     out3 = tmp_path / "run3"
     argv = ["--out", str(out3), "--init", str(out), "--max-steps", "4", *common]
@@ -330,6 +348,22 @@ def test_discriminator_only_step_leaves_the_generator_alone() -> None:
     assert any(not torch.equal(v, disc[k]) for k, v in tr.mpd.state_dict().items())
     assert tr.step == 0 and tr.gan_steps == 0 and tr.audio_s == 0.0
     assert all(p.grad is None for p in tr.gen.parameters())
+
+
+def test_learning_rate_warms_up_again_after_init_from_shipped_weights(tmp_path: Path) -> None:
+    from streamcodec.training.vocoder_gan import PRESETS, Trainer
+
+    cfg = PRESETS["tiny"]
+    src = Trainer(cfg, torch.device("cpu"), bf16=False)
+    src.step = 100  # a generator trained for 100 steps, shipped
+    Vocoder(src.ema).save(tmp_path / "shipped", src.training_info())
+    tr = Trainer(cfg, torch.device("cpu"), bf16=False)
+    tr.init_from_shipped(tmp_path / "shipped")
+    assert tr.step == 100 and tr.warmup_from == 100
+    assert tr.lr_factor(0.0) == pytest.approx(1 / cfg.warmup_steps)  # fresh Adam: warm up
+    assert tr.lr_factor(0.0, warm_up=False) == 1.0  # discriminator-only warm-up steps
+    stats = tr.train_step(torch.randn(2, 4000) * 0.1, 0.0, update_generator=False)
+    assert float(stats["lr"]) == pytest.approx(cfg.lr_g)
 
 
 def test_gan_starts_by_step_or_by_progress() -> None:

@@ -11,7 +11,10 @@ first, always leaving a consistent checkpoint behind:
   step counters (``--resume`` continues from it; ``auto`` does when it exists);
 * ``<out>/model.safetensors`` + ``<out>/config.json``: the EMA generator in fp16,
   the shipped format (``--init DIR`` starts a new run from such a directory with
-  fresh discriminators and optimisers, keeping the step count and history);
+  fresh optimisers, keeping the step count and history);
+* ``<out>/discriminators.safetensors``: the discriminators in fp16 (not shipped in the
+  package); ``--init`` loads them when present and of the run's preset, else the
+  discriminators start fresh (then ``--disc-warmup-steps`` lets them catch up first);
 * ``<out>/losses.csv`` (and ``losses.png`` unless ``--no-plot``), ``<out>/train.log``.
 """
 
@@ -38,11 +41,13 @@ from streamcodec.audio import load_audio
 from streamcodec.manifest import read_manifest
 from streamcodec.training.data import DEFAULT_CACHE, AudioCorpus, Augment, CropSampler
 from streamcodec.training.vocoder_gan import PRESETS, TrainConfig, Trainer
-from streamcodec.vocoder.inference import Vocoder
+from streamcodec.vocoder.inference import Vocoder, bundled_weights_dir
 
 log = logging.getLogger(__name__)
 
 _T0 = time.monotonic()  # process start (for --budget-s)
+#: discriminators beside the exported generator, so ``--init`` can continue training them
+DISC_FILE = "discriminators.safetensors"
 
 
 def _decode_one(args: tuple[str, int]) -> np.ndarray:
@@ -164,6 +169,7 @@ def _save_checkpoint(tr: Trainer, ckpt_dir: Path, out: Path) -> None:
     torch.save(tr.state_dict(), tmp)
     os.replace(tmp, ckpt_dir / "last.pt")
     Vocoder(tr.ema).save(out, tr.training_info())
+    tr.save_discriminators(out / DISC_FILE)
     tr.ema.train(False)
 
 
@@ -306,7 +312,14 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
     elif args.init is not None:
         tr = Trainer(replace(cfg, vocoder=Vocoder.from_pretrained(args.init).cfg), device, bf16)
         tr.init_from_shipped(args.init)
-        print(f"initialised generator from {args.init} (step {tr.step}); fresh discriminators")
+        init_dir = Path(args.init)
+        if not init_dir.exists() and len(init_dir.parts) == 1:
+            init_dir = bundled_weights_dir(args.init)
+        disc = init_dir / DISC_FILE
+        if disc.exists() and tr.load_discriminators(disc):
+            print(f"initialised generator and discriminators from {args.init} (step {tr.step})")
+        else:
+            print(f"initialised generator from {args.init} (step {tr.step}); fresh discriminators")
     else:
         tr = Trainer(cfg, device, bf16)
     if args.compile:

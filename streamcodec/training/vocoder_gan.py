@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from streamcodec.features import LogMel
 from streamcodec.training.losses import (
@@ -146,6 +149,9 @@ class Trainer:
         self.audio_s = 0.0  # seconds of audio through the generator
         self.wall_s = 0.0  # training wall time over all sessions
         self.history: list[dict] = []  # one record per training session
+        # step the learning-rate warm-up counts from: 0, or where a run initialised from
+        # shipped weights (fresh optimisers) started; a resumed run keeps its optimisers
+        self.warmup_from = 0
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
 
     # -- state ---------------------------------------------------------------------------------
@@ -194,6 +200,37 @@ class Trainer:
         self.gen.load_state_dict(v.generator.state_dict())
         self.ema.load_state_dict(v.generator.state_dict())
         self._set_counters(v.training_info)
+        self.warmup_from = self.step  # fresh optimisers: warm the learning rate up again
+
+    def save_discriminators(self, path: Path) -> None:
+        """The discriminators in fp16 safetensors (~6 MB for the GPU preset), with their
+        config: a later run started with ``--init`` from the same folder continues training
+        them instead of starting from chance (optimiser state is not kept)."""
+        tensors = {
+            f"{name}.{k}": v.detach().to("cpu", torch.float16).contiguous()
+            for name, mod in (("mpd", self.mpd), ("mrd", self.mrd))
+            for k, v in mod.state_dict().items()
+        }
+        meta = {"disc": json.dumps(self.cfg.disc.to_dict()), "step": str(self.step)}
+        tmp = path.with_suffix(".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+
+    def load_discriminators(self, path: Path) -> bool:
+        """Discriminators from :meth:`save_discriminators`; False (nothing loaded) when their
+        config differs from this run's (another preset)."""
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            if "disc" not in meta or (
+                DiscriminatorConfig.from_dict(json.loads(meta["disc"])) != self.cfg.disc
+            ):
+                return False
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        for name, mod in (("mpd", self.mpd), ("mrd", self.mrd)):
+            sd = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            ref = mod.state_dict()
+            mod.load_state_dict({k: v.to(ref[k].dtype) for k, v in sd.items()})
+        return True
 
     def training_info(self) -> dict:
         return {
@@ -203,9 +240,11 @@ class Trainer:
         }
 
     # -- one step ------------------------------------------------------------------------------
-    def lr_factor(self, progress: float) -> float:
+    def lr_factor(self, progress: float, warm_up: bool = True) -> float:
         cfg = self.cfg
-        warm = min(1.0, (self.step + 1) / max(1, cfg.warmup_steps))
+        warm = 1.0
+        if warm_up:
+            warm = min(1.0, (self.step - self.warmup_from + 1) / max(1, cfg.warmup_steps))
         start = 1.0 - cfg.final_decay_frac
         if progress <= start or cfg.final_decay_frac <= 0:
             return warm
@@ -245,7 +284,8 @@ class Trainer:
         generator loaded from shipped weights before their gradients reach it.
         """
         cfg = self.cfg
-        f = self.lr_factor(progress)
+        # discriminator-only steps do not move the step counter: no warm-up for them
+        f = self.lr_factor(progress, warm_up=update_generator)
         for g in self.opt_g.param_groups:
             g["lr"] = cfg.lr_g * f
         for g in self.opt_d.param_groups:
