@@ -35,9 +35,9 @@ def parse_variant(text: str) -> tuple[int, float, float]:
         raise argparse.ArgumentTypeError(
             f"variant {text!r} is not STEPS,GUIDANCE,NOISE_SCALE (e.g. 4,2,1)"
         ) from None
-    if v[0] < 1 or v[1] < 1.0 or v[2] <= 0:
+    if v[0] < 1 or v[1] < 1.0 or v[2] < 0:
         raise argparse.ArgumentTypeError(
-            f"variant {text!r}: need steps >= 1, guidance >= 1, noise scale > 0"
+            f"variant {text!r}: need steps >= 1, guidance >= 1, noise scale >= 0"
         )
     return v
 
