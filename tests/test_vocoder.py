@@ -307,6 +307,8 @@ def test_train_resume_and_init(tmp_path: Path) -> None:
     parser, module = recipe_parser("vocoder")
     with pytest.raises(SystemExit, match="--disc-warmup-steps must be >= 0, got -1"):
         module.run(parser.parse_args([*argv, "--disc-warmup-steps", "-1"]))
+    with pytest.raises(SystemExit, match="--lr must be > 0, got 0.0"):
+        module.run(parser.parse_args([*argv, "--lr", "0"]))
 
 
 def test_train_cli_dispatch() -> None:

@@ -285,8 +285,6 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
     if args.gan_start_step is not None:
         cfg = replace(cfg, gan_start_step=args.gan_start_step)
     if args.lr is not None:
-        if not args.lr > 0:
-            raise SystemExit(f"--lr must be > 0, got {args.lr}")
         cfg = replace(cfg, lr_g=args.lr, lr_d=args.lr)
     resume_path: Path | None = None
     if args.resume == "auto" and (ckpt_dir / "last.pt").exists():
@@ -363,8 +361,11 @@ def _load_data(args: argparse.Namespace) -> _Data:
 
 
 def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
+    # bad options fail before the corpus is decoded (minutes on a large manifest)
     if args.disc_warmup_steps < 0:
         raise SystemExit(f"--disc-warmup-steps must be >= 0, got {args.disc_warmup_steps}")
+    if args.lr is not None and not args.lr > 0:
+        raise SystemExit(f"--lr must be > 0, got {args.lr}")
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = _load_data(args)
