@@ -19,6 +19,10 @@ import importlib
 
 RECIPES: dict[str, tuple[str, str]] = {
     "vocoder": ("streamcodec.training.vocoder", "streaming mel vocoder (GAN, iSTFT head)"),
+    "vocoder-pairs": (
+        "streamcodec.training.vocoder_pairs",
+        "decoded-mel pairs of a voice codec, for fine-tuning the vocoder",
+    ),
     "mae": ("streamcodec.training.mae", "semantic encoder: masked-autoencoder pretraining"),
     "kmeans": ("streamcodec.training.kmeans", "semantic codebooks: k-means on encoder features"),
     "codec": ("streamcodec.training.codec", "voice codec: acoustic tokens + flow decoder"),

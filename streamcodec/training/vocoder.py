@@ -41,6 +41,7 @@ from streamcodec.audio import load_audio
 from streamcodec.manifest import read_manifest
 from streamcodec.training.data import DEFAULT_CACHE, AudioCorpus, Augment, CropSampler
 from streamcodec.training.vocoder_gan import PRESETS, TrainConfig, Trainer
+from streamcodec.training.vocoder_pairs import PairCorpus, PairSampler
 from streamcodec.vocoder.inference import Vocoder, bundled_weights_dir
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="first train only the discriminators for this many steps of the session "
         "(generator frozen): for fresh discriminators beside a generator from --init",
     )
+    p.add_argument(
+        "--pairs",
+        type=Path,
+        help="decoded-mel pairs (.npz of `streamcodec train vocoder-pairs`): fine-tune on a "
+        "voice codec's generated log-mel, target the original audio",
+    )
+    p.add_argument(
+        "--pairs-ratio",
+        type=float,
+        default=0.75,
+        help="with --pairs: share of batches drawn from the pairs (the rest: real log-mel)",
+    )
     p.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator (CUDA)")
     p.add_argument("--no-plot", action="store_true")
@@ -366,6 +379,10 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         raise SystemExit(f"--disc-warmup-steps must be >= 0, got {args.disc_warmup_steps}")
     if args.lr is not None and not args.lr > 0:
         raise SystemExit(f"--lr must be > 0, got {args.lr}")
+    if not 0.0 <= args.pairs_ratio <= 1.0:
+        raise SystemExit(f"--pairs-ratio must be in [0, 1], got {args.pairs_ratio}")
+    if args.pairs is not None and not args.pairs.is_file():
+        raise SystemExit(f"--pairs: no such file {args.pairs}")
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = _load_data(args)
@@ -376,6 +393,26 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         loaded.corpus, crop, Augment(), noise=loaded.noise, seed=cfg.seed + tr.step
     )
     val_clips, data = loaded.val_clips, loaded.info
+    pair_sampler, mix_rng = None, np.random.default_rng(cfg.seed + tr.step + 1)
+    if args.pairs is not None:
+        pairs = PairCorpus.load(args.pairs)
+        pair_sampler = PairSampler(
+            pairs,
+            crop // cfg.vocoder.hop_samples,
+            cfg.vocoder.mel.log_floor,
+            seed=cfg.seed + tr.step + 2,
+        )
+        data = {
+            **data,
+            "pairs": str(args.pairs),
+            "pairs_codec": pairs.meta.get("codec"),
+            "pairs_hours": round(pairs.hours, 3),
+            "pairs_ratio": args.pairs_ratio,
+        }
+        print(
+            f"pairs: {pairs.hours:.2f} h decoded by {pairs.meta.get('codec')}, "
+            f"{args.pairs_ratio:.0%} of batches"
+        )
     print(
         f"vocoder training: preset {args.preset}, {tr.gen.num_parameters() / 1e6:.2f} M generator "
         f"parameters, {data['data_hours']:.2f} h of audio in {data['data_files']} files, "
@@ -422,9 +459,13 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
                 )
             if args.max_steps:
                 progress = max(progress, tr.step / args.max_steps)
-            x = prefetch.next() if prefetch else sampler.sample(cfg.batch_size)
+            mel = None
+            if pair_sampler is not None and mix_rng.random() < args.pairs_ratio:
+                x, mel = pair_sampler.sample(cfg.batch_size)
+            else:
+                x = prefetch.next() if prefetch else sampler.sample(cfg.batch_size)
             if d_warm_done < args.disc_warmup_steps:
-                d_loss = tr.train_step(x, progress, update_generator=False)["loss_d"]
+                d_loss = tr.train_step(x, progress, update_generator=False, mel=mel)["loss_d"]
                 d_warm_done += 1
                 d_acc.append(d_loss)
                 bar.update(1)
@@ -439,7 +480,7 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
                     bar.set_postfix(d_warmup=d_warm_done, loss_d=f"{mean_d:.4g}")
                     d_acc = []
                 continue
-            stats = tr.train_step(x, progress)
+            stats = tr.train_step(x, progress, mel=mel)
             for k, v in stats.items():
                 acc.setdefault(k, []).append(v)
             bar.update(1)

@@ -256,11 +256,25 @@ class Trainer:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16)
 
-    def generate(self, x: torch.Tensor, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x: [B, T]`` -> (``y_hat: [B, T']``, target ``y: [B, T']``), T' = F * hop - delay."""
+    def generate(
+        self, x: torch.Tensor, noisy: bool, mel: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x: [B, T]`` -> (``y_hat: [B, T']``, target ``y: [B, T']``), T' = F * hop - delay.
+
+        ``mel: [B, M, F]``: synthesise from this log-mel (frame-aligned with ``x``, e.g. a voice
+        codec's decoded mel; used as given, no noise added) instead of the log-mel of ``x``."""
         cfg, vc = self.cfg, self.cfg.vocoder
+        if mel is not None:
+            if mel.shape[-1] * vc.hop_samples > x.shape[-1]:
+                raise ValueError(
+                    f"{mel.shape[-1]} mel frames need {mel.shape[-1] * vc.hop_samples} samples, "
+                    f"x has {x.shape[-1]}"
+                )
+            mel = mel.to(self.device, non_blocking=True)
+            noisy = False
         with torch.no_grad():
-            mel = self.logmel(x)
+            if mel is None:
+                mel = self.logmel(x)
             if noisy and cfg.mel_noise_std > 0:
                 b = mel.shape[0]
                 on = (torch.rand(b, 1, 1, generator=self.rng) < cfg.mel_noise_prob).float()
@@ -275,9 +289,15 @@ class Trainer:
         return y_syn[:, d : n_frames * vc.hop_samples], x[:, : n_frames * vc.hop_samples - d]
 
     def train_step(
-        self, x: torch.Tensor, progress: float, update_generator: bool = True
+        self,
+        x: torch.Tensor,
+        progress: float,
+        update_generator: bool = True,
+        mel: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One optimisation step on ``x: [B, T]``; returns detached scalar tensors (no GPU sync).
+
+        ``mel``: the generator's input, frame-aligned with ``x`` (see :meth:`generate`).
 
         ``update_generator=False``: a discriminator-only step (the generator, its EMA and the
         step counters stay as they are), used to let fresh discriminators catch up with a
@@ -292,7 +312,7 @@ class Trainer:
             g["lr"] = cfg.lr_d * f
         x = x.to(self.device, non_blocking=True)
         with torch.set_grad_enabled(update_generator):
-            y_hat, y = self.generate(x, noisy=True)
+            y_hat, y = self.generate(x, noisy=True, mel=mel)
         out: dict[str, torch.Tensor] = {"lr": torch.tensor(cfg.lr_g * f)}
         gan = (
             self.step >= cfg.gan_start_step
