@@ -15,6 +15,7 @@ the same files (same mel, same synthesis, same scorers): a quick check, not a re
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ from streamcodec.eval.align import align_to  # noqa: E402
 from streamcodec.eval.metrics import Scorers  # noqa: E402
 from streamcodec.manifest import read_manifest  # noqa: E402
 from streamcodec.training.vocoder_pairs import decode_mel  # noqa: E402
-from streamcodec.vocoder.inference import Vocoder  # noqa: E402
+from streamcodec.vocoder.inference import Vocoder, bundled_weights_dir  # noqa: E402
 
 LOWER_IS_BETTER = {"mel_distance", "stft_distance", "wer"}
 
@@ -72,8 +73,17 @@ def main() -> None:
     mels = decoded_mels(args.codec, [e.path for e in entries], args.cache)
     scorers = Scorers(tuple(args.metrics.split(",")), True, None)
     scores: dict[str, list[dict[str, float]]] = {}
+    # scores of unchanged weights are reused (keyed by the weights file's path, size, mtime)
+    score_cache = args.cache.with_suffix(".scores.json")
+    cached = json.loads(score_cache.read_text()) if score_cache.exists() else {}
     for v in args.vocoder:
         voc = Vocoder.from_pretrained(v)
+        w = Path(v) if Path(v).exists() else bundled_weights_dir(v)
+        w = w / "model.safetensors"
+        key = f"{w.resolve()}|{w.stat().st_size}|{w.stat().st_mtime_ns}|{args.metrics}"
+        if key in cached:
+            scores[v] = cached[key]
+            continue
         rows = []
         for e, mel in zip(entries, mels, strict=True):
             ref = load_audio(e.path)
@@ -83,7 +93,8 @@ def main() -> None:
             out = np.concatenate([np.zeros(voc.cfg.delay_samples, np.float32), y])
             deg, _ = align_to(ref, out, voc.cfg.delay_samples, 1600)
             rows.append({**scorers.intrusive(ref, deg), **scorers.non_intrusive(deg)})
-        scores[v] = rows
+        scores[v] = cached[key] = rows
+        score_cache.write_text(json.dumps(cached))
         print(f"{v}: " + ", ".join(f"{k} {np.mean([r[k] for r in rows]):.3f}" for k in rows[0]))
     base = args.vocoder[0]
     keys = list(scores[base][0])

@@ -8,13 +8,15 @@ Copy-synthesis (log-mel -> vocoder) on the first ``--limit`` files of ``--set``
 ``streamcodec/weights/mel-vocoder``. The candidate replaces them when its PESQ
 (or, without PESQ, its mel distance) is better, or with ``--force``; then
 ``MODEL_CARD.md`` is rewritten from the candidate's ``config.json`` training record.
-Writes ``benchmarks/results/vocoder_quickcheck.json`` and the candidate's loss curve
-(``vocoder_losses.{csv,png}``) either way.
+Writes ``benchmarks/results/vocoder_quickcheck.json`` either way and, when it ships, the
+loss curve (``vocoder_losses.{csv,png}``; a run that continued the shipped weights is
+appended to their curve).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -79,6 +81,11 @@ def model_card(v: Vocoder, check: dict, set_name: str) -> str:
     ]
     for s in sessions:
         data = ", ".join(Path(m).parent.name for m in s.get("data", []))
+        if s.get("pairs"):
+            data += (
+                f"; {s.get('pairs_ratio', 0):.0%} of batches: {s.get('pairs_codec')} decoded "
+                f"mels ({s.get('pairs_hours')} h)"
+            )
         lines.append(
             f"| {s.get('start_step')}-{s.get('end_step')} | {s.get('preset')} | "
             f"{s.get('device')} | {s.get('wall_s')} | {data} | {s.get('data_hours')} | "
@@ -90,6 +97,20 @@ def model_card(v: Vocoder, check: dict, set_name: str) -> str:
         "Data: the project corpus `train/` (speech, music, noise; Opus-coded; see the "
         "corpus data card), random crops with random gain and noise mixing, Gaussian noise "
         "on the input log-mel (robustness to generated mels). Never `dev/` or `probe/`.",
+        *(
+            [
+                "",
+                "Fine-tuning on decoded mels (sessions with a voice codec in the data column): "
+                "part of the batches pair a voice codec's decoded log-mel of a `train/speech` "
+                "file (`streamcodec train vocoder-pairs`) with the original waveform as the "
+                "target, so the vocoder learns the decoder's smoother mels "
+                "(`streamcodec train vocoder --pairs`). Its mel loss in the curve "
+                "(`benchmarks/results/vocoder_losses.csv`) is higher than before: the decoded "
+                "mel does not hold all of the target's detail.",
+            ]
+            if any(s.get("pairs") for s in sessions)
+            else []
+        ),
         "",
         f"Quick check (copy-synthesis, first {check['files']} files of `{set_name}`): "
         f"log-mel L1 {check['mel_l1']:.3f}, PESQ-WB {pesq_s}. Full numbers: "
@@ -101,6 +122,23 @@ def model_card(v: Vocoder, check: dict, set_name: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def merge_losses(run_csv: Path, shipped_csv: Path) -> None:
+    """Write ``run_csv`` to ``shipped_csv``; a run that continued the shipped weights
+    (``--init``: its CSV starts past step 1) keeps the shipped curve's earlier rows."""
+    with open(run_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fields = list(rows[0]) if rows else []
+    first = min((int(r["step"]) for r in rows), default=0)
+    earlier = []
+    if first > 1 and shipped_csv.exists():
+        with open(shipped_csv, newline="") as fh:
+            earlier = [r for r in csv.DictReader(fh) if int(r["step"]) < first]
+    with open(shipped_csv, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows([*earlier, *rows])
 
 
 def main() -> int:
@@ -139,11 +177,11 @@ def main() -> int:
     out = REPO / "benchmarks/results/vocoder_quickcheck.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    if (args.candidate / "losses.csv").exists():  # the run's loss curve, beside the check
+    if ship and (args.candidate / "losses.csv").exists():  # the loss curve, beside the check
         from streamcodec.training.vocoder import _plot
 
-        _plot(args.candidate / "losses.csv", out.with_name("vocoder_losses.png"))
-        shutil.copyfile(args.candidate / "losses.csv", out.with_name("vocoder_losses.csv"))
+        merge_losses(args.candidate / "losses.csv", out.with_name("vocoder_losses.csv"))
+        _plot(out.with_name("vocoder_losses.csv"), out.with_name("vocoder_losses.png"))
     if ship:
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("model.safetensors", "config.json"):
