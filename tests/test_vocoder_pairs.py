@@ -114,6 +114,8 @@ def test_train_vocoder_on_pairs(tiny_weights: Path, tmp_path: Path) -> None:
     parser, module = recipe_parser("vocoder-pairs")
     argv = ["--codec", str(tiny_weights), "--out", str(pairs_path), "--manifest", str(manifest)]
     assert module.run(parser.parse_args([*argv, "--workers", "1", "--no-progress"])) == 0
+    with pytest.raises(ValueError, match="'codec2-700c' is not a voice codec"):
+        build("codec2-700c", [str(manifest)], hours=1.0, progress=False)
     with pytest.raises(SystemExit, match="--hours must be > 0, got 0.0"):
         module.run(parser.parse_args([*argv, "--hours", "0"]))
     parser, module = recipe_parser("vocoder")

@@ -36,13 +36,16 @@ _CODEC = None
 
 def load_codec(spec: str):
     """A voice codec by name (``voice-700``) or from a weights directory."""
-    if Path(spec).is_dir():
-        from streamcodec.voice.codec import VoiceCodec
+    from streamcodec.voice.codec import VoiceCodec
 
+    if Path(spec).is_dir():
         return VoiceCodec(weights=spec)
     import streamcodec
 
-    return streamcodec.load(spec)
+    codec = streamcodec.load(spec)
+    if not isinstance(codec, VoiceCodec):
+        raise ValueError(f"{spec!r} is not a voice codec (no decoded mel to pair)")
+    return codec
 
 
 def _init_worker(codec_spec: str) -> None:
