@@ -26,7 +26,8 @@ from streamcodec.transport.toycodec import ToyCodec
 
 async def main():
     cfg = CallConfig(packetiser=PacketiserConfig(link_budget_bps=16000),
-                     peer=PeerConfig(host_addresses=(sys.argv[2],)), end_wait_s=1.0)
+                     peer=PeerConfig(host_addresses=(sys.argv[2],), open_timeout_s=60.0),
+                     end_wait_s=1.0)
     call = await Call.join(sys.argv[1], "ns", ToyCodec(28, 40), cfg)
     x = (0.3 * np.sin(np.arange(48000) * 0.05)).astype(np.float32)
     loop = asyncio.get_running_loop()
@@ -69,7 +70,9 @@ def test_call_across_a_shaped_lossy_veth_pair():
         )  # fmt: skip
         cfg = CallConfig(
             packetiser=PacketiserConfig(link_budget_bps=16000),
-            peer=PeerConfig(host_addresses=(link.host_address,)),
+            # 10% loss can drop DTLS handshake flights, whose retransmission backs off
+            # (1, 2, 4 ... s): the default 20 s was too short once in a loaded CI run
+            peer=PeerConfig(host_addresses=(link.host_address,), open_timeout_s=60.0),
             end_wait_s=1.0,
         )
         call = await Call.join(url, "ns", ToyCodec(28, 40), cfg)
