@@ -33,8 +33,6 @@ from streamcodec.manifest import read_manifest  # noqa: E402
 from streamcodec.training.vocoder_pairs import decode_mel  # noqa: E402
 from streamcodec.vocoder.inference import Vocoder, bundled_weights_dir  # noqa: E402
 
-LOWER_IS_BETTER = {"mel_distance", "stft_distance", "wer"}
-
 
 def decoded_mels(codec_name: str, paths: list[Path], cache: Path) -> list[np.ndarray]:
     if cache.exists():

@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from streamcodec.manifest import read_manifest
+from streamcodec.training.data import Augment
 
 _CODEC = None
 
@@ -115,15 +116,17 @@ class PairCorpus:
 
 class PairSampler:
     """Random crops of ``crop_frames`` mel frames: ``(audio [B, crop_frames * hop] float32,
-    mel [B, M, crop_frames] float32)``, files weighted by length, a random gain applied to
-    both (the log-mel shifts by the log of the gain, floored at ``log_floor``)."""
+    mel [B, M, crop_frames] float32)``, files weighted by length, the random gain of
+    ``augment`` (default :class:`Augment`) applied to both (the log-mel shifts by the log
+    of the gain, floored at ``log_floor``) within its peak limit. No noise is mixed in: the
+    mel is the codec's."""
 
     def __init__(
         self,
         pairs: PairCorpus,
         crop_frames: int,
         log_floor: float,
-        gain_db: tuple[float, float] = (-12.0, 6.0),
+        augment: Augment | None = None,
         seed: int = 0,
     ) -> None:
         lengths = np.diff(pairs.offsets) // pairs.hop
@@ -132,7 +135,7 @@ class PairSampler:
             raise ValueError(f"no file in the pairs has {crop_frames} mel frames")
         self.pairs, self.crop_frames = pairs, crop_frames
         self.floor = float(np.log(log_floor))
-        self.gain_db = gain_db
+        self.augment = augment if augment is not None else Augment()
         self.files = keep
         self.weights = lengths[keep] / lengths[keep].sum()
         self.rng = np.random.default_rng(seed)
@@ -144,11 +147,11 @@ class PairSampler:
             f0 = int(p.offsets[i]) // hop
             frames = int(p.offsets[i + 1] - p.offsets[i]) // hop
             s = f0 + int(self.rng.integers(0, frames - n + 1))
-            g_db = self.rng.uniform(*self.gain_db)
+            g_db = self.rng.uniform(*self.augment.gain_db)
             x = p.audio[s * hop : (s + n) * hop].astype(np.float32) / 32767.0
             peak = float(np.abs(x).max()) * 10 ** (g_db / 20)
-            if peak > 0.99:
-                g_db -= 20 * np.log10(peak / 0.99)
+            if peak > self.augment.peak_limit:
+                g_db -= 20 * np.log10(peak / self.augment.peak_limit)
             xs.append(x * 10 ** (g_db / 20))
             mel = p.mel[:, s : s + n].astype(np.float32) + g_db / 20 * np.log(10)
             mels.append(np.maximum(mel, self.floor))
