@@ -11,6 +11,10 @@
 #   vocoder     vocoder GAN training alone (gpu_train_vocoder.sh; $VOCODER_ARGS, also used by
 #               train), e.g. VOCODER_ARGS="--init streamcodec/weights/mel-vocoder
 #               --disc-warmup-steps 200"
+#   pairs       decoded-mel pairs for the vocoder (streamcodec.training.vocoder_pairs, on the
+#               CPU cores) of .carry/train_subset/speech through $PAIRS_CODEC (default voice-700),
+#               $PAIRS_HOURS (default 1.5) h, to $WORK/pairs.npz (stays on the machine; too big
+#               to bring back): run it before vocoder with VOCODER_ARGS="--pairs $WORK/pairs.npz"
 #   voicebench  batched voice decode, real-time streams per GPU (gpu_bench_voice.sh)
 #   codec       voice codec training (gpu_train_codec.sh; $CODEC_CONFIGS, $CODEC_MANIFESTS)
 # e.g. the session of 2026-11-27 (afternoon):
@@ -80,6 +84,15 @@ part_vocoder() { # DIR SECONDS: vocoder GAN training alone; $VOCODER_ARGS: more 
         "${extra[@]}" >"$1/stdout.log" 2>&1
 }
 
+part_pairs() { # DIR SECONDS: the npz goes beside the part's folder, only the log comes back
+    local workers=16
+    [ "$CPU" = 1 ] && workers=2
+    timeout -k 10 "$2" "$PY" -m streamcodec.training.vocoder_pairs \
+        --codec "${PAIRS_CODEC:-voice-700}" --hours "${PAIRS_HOURS:-1.5}" --workers $workers \
+        --manifest "$REPO/.carry/train_subset/speech/manifest.tsv" --out "$WORK/pairs.npz" \
+        --no-progress >"$1/stdout.log" 2>&1
+}
+
 part_voicebench() { # DIR SECONDS; $VOICEBENCH_ARGS: more bench_voice.py options
     local extra=()
     read -r -a extra <<<"${VOICEBENCH_ARGS:-}"
@@ -106,10 +119,11 @@ for SPEC in "$@"; do
     NAME=${SPEC%%:*}
     SECONDS_=${SPEC#*:}
     if ! declare -F "part_$NAME" >/dev/null || ! [[ $SECONDS_ =~ ^[0-9]+$ ]]; then
-        log "bad part '$SPEC' (parts: kernels train vocoder voicebench codec, as NAME:SECONDS)"
+        log "bad part '$SPEC' (parts: kernels train vocoder pairs voicebench codec, as NAME:SECONDS)"
         continue
     fi
     rm -rf "${WORK:?}/$NAME"
+    [ "$NAME" = pairs ] && rm -f "$WORK/pairs.npz"
     mkdir -p "$WORK/$NAME"
     log "$NAME: start (budget ${SECONDS_}s)"
     "part_$NAME" "$WORK/$NAME" "$SECONDS_"

@@ -242,3 +242,15 @@ def run(args: argparse.Namespace) -> int:
         f"{pairs.meta['wall_s']:.0f} s -> {args.out}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streamcodec.training.vocoder_pairs ...``: the recipe without the rest of the
+    CLI (whose other commands import packages a bare GPU machine may lack)."""
+    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.vocoder_pairs")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
