@@ -13,8 +13,9 @@
 #               --disc-warmup-steps 200"
 #   pairs       decoded-mel pairs for the vocoder (streamcodec.training.vocoder_pairs, on the
 #               CPU cores) of .carry/train_subset/speech through $PAIRS_CODEC (default voice-700),
-#               $PAIRS_HOURS (default 1.5) h, to $WORK/pairs.npz (stays on the machine; too big
-#               to bring back): run it before vocoder with VOCODER_ARGS="--pairs $WORK/pairs.npz"
+#               $PAIRS_HOURS (default 1.5) h, to ${TMPDIR:-/tmp}/gpu_session/pairs.npz (stays on
+#               the machine; too big to bring back): run it before vocoder, with VOCODER_ARGS=
+#               "--pairs /tmp/gpu_session/pairs.npz ..." (benchmarks/results/vocoder/README.md)
 #   voicebench  batched voice decode, real-time streams per GPU (gpu_bench_voice.sh)
 #   codec       voice codec training (gpu_train_codec.sh; $CODEC_CONFIGS, $CODEC_MANIFESTS)
 # e.g. the session of 2026-11-27 (afternoon):
