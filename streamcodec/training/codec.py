@@ -35,6 +35,7 @@ from streamcodec.features import LogMel
 from streamcodec.semantic.config import RATES
 from streamcodec.semantic.tokenizer import WEIGHTS_DIR as SEMANTIC_WEIGHTS_DIR
 from streamcodec.semantic.tokenizer import load_tokenizer
+from streamcodec.training import recipe_main
 from streamcodec.training.codec_data import (
     CodecCropSampler,
     Prefetcher,
@@ -386,11 +387,7 @@ def _plot_losses(csv_path: Path, png_path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streamcodec.training.codec ...`` (no other CLI imports; for GPU boxes)."""
-    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.codec")
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
+    return recipe_main("streamcodec.training.codec", add_arguments, run, argv)
 
 
 if __name__ == "__main__":

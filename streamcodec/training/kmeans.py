@@ -31,6 +31,7 @@ from streamcodec.semantic.config import RATES
 from streamcodec.semantic.encoder import SemanticEncoder
 from streamcodec.semantic.sources import CODEC_SOURCES, codec_bit_vectors, mel_features
 from streamcodec.semantic.tokenizer import WEIGHTS_DIR, load_encoder, pool_tokens, save_codebooks
+from streamcodec.training import recipe_main
 from streamcodec.training.data import AudioCorpus, CropSampler
 
 log = logging.getLogger(__name__)
@@ -300,12 +301,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streamcodec.training.kmeans`` (the same as ``streamcodec train kmeans``, without
-    importing the other CLI commands' optional dependencies)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.kmeans")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return recipe_main("streamcodec.training.kmeans", add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from streamcodec.manifest import read_manifest
 from streamcodec.semantic.config import SemanticEncoderConfig
 from streamcodec.semantic.encoder import Block, SemanticEncoder, count_parameters, rope_tables
 from streamcodec.semantic.tokenizer import save_encoder
+from streamcodec.training import recipe_main
 from streamcodec.training.data import DEFAULT_CACHE, AudioCorpus, Augment, CropSampler
 
 log = logging.getLogger(__name__)
@@ -608,12 +609,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streamcodec.training.mae`` (the same as ``streamcodec train mae``, without
-    importing the other CLI commands' optional dependencies)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.mae")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return recipe_main("streamcodec.training.mae", add_arguments, run, argv)
 
 
 if __name__ == "__main__":

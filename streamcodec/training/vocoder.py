@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from streamcodec.audio import load_audio
 from streamcodec.manifest import read_manifest
+from streamcodec.training import recipe_main
 from streamcodec.training.data import DEFAULT_CACHE, AudioCorpus, Augment, CropSampler
 from streamcodec.training.vocoder_gan import PRESETS, TrainConfig, Trainer
 from streamcodec.training.vocoder_pairs import PairCorpus, PairSampler
@@ -529,12 +530,7 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streamcodec.training.vocoder ...``: the recipe without the rest of the CLI
-    (whose other commands import packages a bare GPU machine may lack)."""
-    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.vocoder")
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
+    return recipe_main("streamcodec.training.vocoder", add_arguments, run, argv)
 
 
 if __name__ == "__main__":

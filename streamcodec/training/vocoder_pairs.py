@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from streamcodec.manifest import read_manifest
+from streamcodec.training import recipe_main
 from streamcodec.training.data import Augment
 
 _CODEC = None
@@ -245,11 +246,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streamcodec.training.vocoder_pairs ...``: the recipe without the rest of the
-    CLI (whose other commands import packages a bare GPU machine may lack)."""
-    parser = argparse.ArgumentParser(prog="python -m streamcodec.training.vocoder_pairs")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return recipe_main("streamcodec.training.vocoder_pairs", add_arguments, run, argv)
 
 
 if __name__ == "__main__":
