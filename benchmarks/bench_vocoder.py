@@ -24,6 +24,7 @@ import torch
 
 from streamcodec import packed_linear
 from streamcodec.vocoder import Vocoder, VocoderConfig
+from streamcodec.vocoder import traced as traced_mod
 from streamcodec.vocoder.codec import MelVocoderCodec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,34 +40,63 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def median_time(fn, repeats: int) -> tuple[float, float]:
-    """Median (wall seconds, process CPU seconds) of ``fn()`` over ``repeats`` calls.
+def median_times(fns: list, repeats: int) -> list[tuple[float, float]]:
+    """Median (wall seconds, process CPU seconds) of each ``fn()`` over ``repeats`` calls,
+    taken in turns over ``fns`` so that a slow spell of the shared machine does not land on
+    one of them.
 
     On a shared machine the wall time includes waiting for a core; the CPU time
     (all threads summed) does not, so with one thread it approximates the wall
     time on an idle core.
     """
-    fn()  # warm-up
-    walls, cpus = [], []
+    for fn in fns:
+        fn()  # warm-up (and the first stream builds the generator's trace)
+    walls: list[list[float]] = [[] for _ in fns]
+    cpus: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), statistics.median(cpus)
+        for i, fn in enumerate(fns):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            walls[i].append(time.perf_counter() - t)
+            cpus[i].append(time.process_time() - c)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus, strict=True)]
+
+
+def with_trace(fn, traced: bool):
+    """``fn`` run with the vocoder's TorchScript trace on or off (streamcodec.vocoder.traced)."""
+
+    def run() -> None:
+        before = os.environ.get(traced_mod.TRACE_ENV)
+        os.environ[traced_mod.TRACE_ENV] = "1" if traced else "0"
+        try:
+            fn()
+        finally:
+            if before is None:
+                del os.environ[traced_mod.TRACE_ENV]
+            else:
+                os.environ[traced_mod.TRACE_ENV] = before
+
+    return run
 
 
 def bench(
     vocoder: Vocoder, seconds: float, chunks: list[int], repeats: int, threads: int
 ) -> list[dict]:
+    """Offline, then each streaming mode with the trace and with the module (``traced``)."""
     n_frames = int(seconds * 100)
     g = torch.Generator().manual_seed(0)
     mel = torch.randn(1, vocoder.cfg.mel.n_mels, n_frames, generator=g) - 4.0
     audio_s = n_frames * vocoder.cfg.hop_samples / vocoder.cfg.mel.sample_rate
     rows = []
-    t, c = median_time(lambda: vocoder.synthesize(mel), repeats)
+    ((t, c),) = median_times([lambda: vocoder.synthesize(mel)], repeats)
     rows.append(
-        {"mode": "offline", "chunk_ms": audio_s * 1000, "rtf": t / audio_s, "cpu_rtf": c / audio_s}
+        {
+            "mode": "offline",
+            "chunk_ms": audio_s * 1000,
+            "traced": False,
+            "rtf": t / audio_s,
+            "cpu_rtf": c / audio_s,
+        }
     )
     for n in chunks:
 
@@ -76,10 +106,17 @@ def bench(
                 s.push(mel[..., i : i + n])
             s.flush()
 
-        t, c = median_time(run_stream, repeats)
-        rows.append(
-            {"mode": "stream", "chunk_ms": 10 * n, "rtf": t / audio_s, "cpu_rtf": c / audio_s}
-        )
+        fns = [with_trace(run_stream, True), with_trace(run_stream, False)]
+        for traced, (t, c) in zip((True, False), median_times(fns, repeats), strict=True):
+            rows.append(
+                {
+                    "mode": "stream",
+                    "chunk_ms": 10 * n,
+                    "traced": traced,
+                    "rtf": t / audio_s,
+                    "cpu_rtf": c / audio_s,
+                }
+            )
     codec = MelVocoderCodec(vocoder=vocoder, threads=threads)
     pcm = (np.random.default_rng(0).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
 
@@ -90,10 +127,19 @@ def bench(
                 dec.push(f)
         dec.flush()
 
-    t, c = median_time(run_codec, repeats)
     dur = pcm.size / 16000
     ms = 1000 * codec.frame_duration_s
-    rows.append({"mode": "codec enc+dec", "chunk_ms": ms, "rtf": t / dur, "cpu_rtf": c / dur})
+    fns = [with_trace(run_codec, True), with_trace(run_codec, False)]
+    for traced, (t, c) in zip((True, False), median_times(fns, repeats), strict=True):
+        rows.append(
+            {
+                "mode": "codec enc+dec",
+                "chunk_ms": ms,
+                "traced": traced,
+                "rtf": t / dur,
+                "cpu_rtf": c / dur,
+            }
+        )
     return rows
 
 
@@ -121,6 +167,7 @@ def main() -> int:
             results.append({"threads": th, **row})
             print(
                 f"threads {th} {row['mode']:14s} {row['chunk_ms']:7.0f} ms  "
+                f"{'trace ' if row['traced'] else 'module'}  "
                 f"RTF {row['rtf']:.4f}  CPU-time RTF {row['cpu_rtf']:.4f}"
             )
     report = {
@@ -157,14 +204,18 @@ def main() -> int:
         f"{'fp16' if report['machine']['cpu_fp16_linear'] else 'fp32'} weights in the linear "
         "layers (streamcodec/packed_linear.py).",
         "",
-        "RTF = wall time / audio time; CPU-time RTF = process CPU time (all threads) / audio time.",
+        "RTF = wall time / audio time; CPU-time RTF = process CPU time (all threads) / audio time. "
+        "Streams run the generator as a frozen TorchScript trace (the default, "
+        "streamcodec/vocoder/traced.py) or as the nn.Module (`STREAMCODEC_TRACE_VOCODER=0`), "
+        "measured in turns.",
         "",
-        "| threads | mode | chunk (ms) | RTF (wall) | CPU-time RTF |",
-        "|---|---|---|---|---|",
+        "| threads | mode | chunk (ms) | generator | RTF (wall) | CPU-time RTF |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['threads']} | {r['mode']} | {r['chunk_ms']:.0f} | {r['rtf']:.4f} "
+            f"| {r['threads']} | {r['mode']} | {r['chunk_ms']:.0f} "
+            f"| {'trace' if r['traced'] else 'module'} | {r['rtf']:.4f} "
             f"| {r['cpu_rtf']:.4f} |"
         )
     (args.out / "vocoder_speed.md").write_text("\n".join(lines) + "\n")

@@ -72,7 +72,7 @@ class WeightPacker:
 
     def __init__(self) -> None:
         self._packed: torch.Tensor | None = None
-        self._packed_of: tuple[int, int, int] | None = None  # _weight_key of the packed weight
+        self._packed_of: tuple[int, int, int] | None = None  # weight_key of the packed weight
         self._zero_bias: torch.Tensor | None = None
 
     def linear(
@@ -89,7 +89,7 @@ class WeightPacker:
             and not (torch.is_grad_enabled() and (x.requires_grad or owner.requires_grad))
             and not torch.compiler.is_compiling()
         ):
-            if self._packed_of != _weight_key(owner):
+            if self._packed_of != weight_key(owner):
                 self._repack(weight, owner)
             if self._packed is not None:
                 if bias is None:
@@ -104,7 +104,7 @@ class WeightPacker:
         self._packed = None
         if w.device.type == "cpu" and w.dtype == torch.float32 and torch.equal(w, w.half().float()):
             self._packed = torch.fbgemm_pack_gemm_matrix_fp16(w.contiguous())
-        self._packed_of = _weight_key(owner)
+        self._packed_of = weight_key(owner)
 
     @property
     def packed(self) -> bool:
@@ -135,7 +135,7 @@ class PackedLinear(nn.Linear):
         return self.packer.linear(x, self.weight, self.bias)
 
 
-def _weight_key(w: torch.Tensor) -> tuple[int, int, int]:
+def weight_key(w: torch.Tensor) -> tuple[int, int, int]:
     """Identity of a weight's values: object, storage and in-place version (inference-mode
     tensors have no version counter; they cannot be changed outside inference mode)."""
     return id(w), w.data_ptr(), -1 if w.is_inference() else w._version

@@ -97,6 +97,52 @@ def test_stream_equals_offline(lookahead: int, chunks: list[int]) -> None:
     torch.testing.assert_close(got[:, d:], ref, atol=2e-5, rtol=0)
 
 
+def _stream_through(v: Vocoder, mel: torch.Tensor, chunks: list[int]) -> torch.Tensor:
+    stream = v.stream(batch_size=mel.shape[0])
+    parts, i, k = [], 0, 0
+    while i < mel.shape[-1]:
+        parts.append(stream.push(mel[..., i : i + chunks[k % len(chunks)]]))
+        i, k = i + chunks[k % len(chunks)], k + 1
+    return torch.cat([*parts, stream.flush()], dim=1)
+
+
+def test_traced_stream_equals_module_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamcodec.vocoder.traced import TRACE_ENV, TracedGenerator
+
+    v = tiny_vocoder()
+    with torch.no_grad():  # fp16-exact weights: the trace also holds fbgemm fp16 packs
+        for p in v.generator.parameters():
+            p.copy_(p.half().float())
+    mel = random_mel(90, batch=2)
+    chunks = [4, 1, 17, 3, 40]  # both traces: <= 16 frames and longer
+    assert isinstance(v.streaming_generator(), TracedGenerator)
+    traced = _stream_through(v, mel, chunks)
+    monkeypatch.setenv(TRACE_ENV, "0")
+    assert v.streaming_generator() is v.generator
+    module = _stream_through(v, mel, chunks)
+    assert module.abs().max() > 1e-3
+    torch.testing.assert_close(traced, module, atol=1e-6, rtol=0)
+
+
+def test_trace_follows_weight_changes_and_training_mode() -> None:
+    v = tiny_vocoder()
+    mel = random_mel(20)
+    first = v.streaming_generator()
+    assert v.streaming_generator() is first  # built once per set of weights
+    before = _stream_through(v, mel, [4])
+    with torch.no_grad():
+        v.generator.head.bias[: v.generator.n_bins] += 0.5
+    rebuilt = v.streaming_generator()
+    assert rebuilt is not first
+    after = _stream_through(v, mel, [4])
+    assert (after - before).abs().max() > 1e-3  # the new weights are heard
+    d = v.cfg.delay_samples
+    torch.testing.assert_close(after[:, d:], v.synthesize(mel), atol=2e-5, rtol=0)
+    v.generator.train()
+    assert v.streaming_generator() is v.generator  # a generator being trained is not frozen
+    v.generator.eval()
+
+
 def test_stream_thread_setting_is_restored() -> None:
     from streamcodec.vocoder.streaming import intra_op_threads
 

@@ -25,6 +25,10 @@ from streamcodec.packed_linear import WeightPacker
 
 FORMAT_VERSION = 1
 
+# chunks of at most this many frames take the unfold / GEMM paths of the convolutions
+# (several times cheaper than the CPU conv call for a streaming push of a few frames)
+SHORT_CHUNK_FRAMES = 16
+
 
 @dataclass(frozen=True)
 class VocoderConfig:
@@ -145,7 +149,7 @@ class ConvNeXtBlock(nn.Module):
         k = self.kernel_size
         xin = _causal_context(x, context, k, dim=1)
         new_context = xin[:, xin.shape[1] - (k - 1) :]
-        if x.shape[1] <= 16:
+        if x.shape[1] <= SHORT_CHUNK_FRAMES:
             # short streaming chunks: multiply-add over an unfolded view is several times
             # cheaper on CPU than the conv call (same result to ~1e-6)
             h = (xin.unfold(1, k, 1) * self.dwconv.weight[:, 0]).sum(-1) + self.dwconv.bias
@@ -200,7 +204,7 @@ class VocoderGenerator(nn.Module):
         k = self.cfg.embed_kernel_size
         xin = _causal_context((mel + self.mel_offset) * self.mel_scale, ctx_in[0], k, dim=2)
         ctx_out = [xin[..., xin.shape[2] - (k - 1) :]]
-        if mel.shape[2] <= 16:  # short chunks: one GEMM beats the CPU conv's slow path
+        if mel.shape[2] <= SHORT_CHUNK_FRAMES:  # one GEMM beats the CPU conv's slow path
             cols = xin.unfold(2, k, 1).transpose(1, 2).flatten(2)  # [B, F, M * k]
             w = self.embed.weight.flatten(1)  # [D, M * k], same (M, k) order
             if self.embed_packer is not None:

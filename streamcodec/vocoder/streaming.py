@@ -53,6 +53,7 @@ class VocoderStream:
         self.vocoder = vocoder
         self.batch_size = batch_size
         self.threads = threads
+        self._generator = vocoder.streaming_generator()
         self._state: GeneratorState | None = None
         self._tail: torch.Tensor | None = None
         self._blocks_out = 0  # synthesis blocks emitted so far
@@ -79,7 +80,7 @@ class VocoderStream:
         v = self.vocoder
         if mel.shape[-1] == 0:
             return torch.zeros(mel.shape[0], 0, device=mel.device)
-        spec, self._state = v.generator(mel, self._state)
+        spec, self._state = self._generator(mel, self._state)
         out, self._tail = overlap_add_stream(
             spec, self._tail, v.window, v.cfg.hop_samples, v.synthesis_window
         )
