@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DISABLE_ENV = "STREAMCODEC_DISABLE_TRITON"
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 ATTENTION_HEAD_DIMS = (32, 64, 128)
-MAX_GRID_Y = 65535  # CUDA limit on the second grid dimension
+MAX_GRID_X = 2**31 - 1  # CUDA limit on the first grid dimension (attention's only axis)
 
 _counts: Counter[tuple[str, str]] = Counter()
 _last: dict[str, str] = {}
@@ -170,7 +170,8 @@ def attention(
     if (
         n_q > 0
         and q.shape[3] in ATTENTION_HEAD_DIMS
-        and q.shape[0] * q.shape[1] <= MAX_GRID_Y  # (batch, head) pairs are grid axis 1
+        # one program per (query block, batch, head): bounded by one per query row
+        and n_q * q.shape[0] * q.shape[1] <= MAX_GRID_X
         and _use_triton(q, (k, v), force_triton)
     ):
         q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))

@@ -210,3 +210,17 @@ def test_cuda_tensors_use_triton_unless_disabled(monkeypatch):
     monkeypatch.setenv(ops.DISABLE_ENV, "1")
     ops.attention(q, k, v)
     assert ops.last_backend("attention") == "reference"
+
+
+@pytest.mark.gpu
+def test_more_than_65535_batch_head_pairs_stay_on_triton():
+    """(batch, head) pairs share grid axis 0 with the query blocks: no 65535 cap (the decoder's
+    guided batch of 8192 streams x 2 x 6 heads has 98304 pairs)."""
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (
+        torch.randn(16384, 6, n, 32, generator=gen).to("cuda", torch.float16) for n in (2, 5, 5)
+    )
+    out = ops.attention(q, k, v, mask="causal")
+    assert ops.last_backend("attention") == "triton"
+    want = attention_reference(q.float(), k.float(), v.float(), mask="causal")
+    torch.testing.assert_close(out.float(), want, atol=2e-3, rtol=2e-3)

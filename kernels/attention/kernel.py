@@ -68,8 +68,13 @@ def _attn_fwd(
     BLOCK_N: tl.constexpr,
 ):
     # NQ_KEY/NK_KEY/BH_KEY are unused here: they only key the autotuner's cache.
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    # one grid axis: query blocks x (batch, head) pairs, query blocks fastest (programs
+    # running together share their K/V in L2); axis 0 takes 2^31 - 1 programs, where a
+    # second axis for (batch, head) would stop at 65535
+    num_m = tl.cdiv(N_Q, BLOCK_M)
+    pid = tl.program_id(0)
+    pid_m = pid % num_m
+    pid_bh = pid // num_m
     b = (pid_bh // H).to(tl.int64)
     h = (pid_bh % H).to(tl.int64)
     q_base = Q + b * stride_qb + h * stride_qh
@@ -306,7 +311,7 @@ def attention_fwd(
             key = (nq_key, nk_key, bh_key, head_d, mask_code, precision, q.dtype, q.device.index)
             config = _CHOSEN.get(key)
             if config is None:  # first call for this key: tune (and run), then remember
-                grid_fn = lambda m: (_cdiv(n_q, m["BLOCK_M"]), bsz * heads)  # noqa: E731
+                grid_fn = lambda m: (_cdiv(n_q, m["BLOCK_M"]) * bsz * heads,)  # noqa: E731
                 _attn_fwd_tuned[grid_fn](*args, **meta)
                 best = _attn_fwd_tuned.best_config
                 _CHOSEN[key] = (
@@ -317,7 +322,7 @@ def attention_fwd(
                 )
                 return out
     bm, bn, w, s = config
-    _attn_fwd[(_cdiv(n_q, bm), bsz * heads)](
+    _attn_fwd[(_cdiv(n_q, bm) * bsz * heads,)](
         *args, **meta, BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=s
     )
     return out
