@@ -143,6 +143,29 @@ def test_trace_follows_weight_changes_and_training_mode() -> None:
     v.generator.eval()
 
 
+def test_failed_trace_streams_through_the_module_and_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from streamcodec.vocoder import traced
+
+    calls = []
+
+    def broken(generator, frames):
+        calls.append(frames)
+        raise RuntimeError("trace differs from the module")
+
+    monkeypatch.setattr(traced, "_trace", broken)
+    v = tiny_vocoder()
+    mel = random_mel(12)
+    with caplog.at_level("WARNING", logger="streamcodec.vocoder.traced"):
+        got = _stream_through(v, mel, [4])
+        assert v.streaming_generator() is v.generator
+    assert len(calls) == 1  # one failure per set of weights, not one per stream
+    assert "trace unavailable" in caplog.text
+    d = v.cfg.delay_samples
+    torch.testing.assert_close(got[:, d:], v.synthesize(mel), atol=2e-5, rtol=0)
+
+
 def test_stream_thread_setting_is_restored() -> None:
     from streamcodec.vocoder.streaming import intra_op_threads
 
