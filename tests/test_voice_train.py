@@ -75,6 +75,10 @@ def test_train_resume_export_and_init(setup: tuple[Path, Path], tmp_path: Path) 
     out2 = tmp_path / "run2"
     _train(["--out", str(out2), "--init", str(out), "--max-steps", "4", *common])
     assert streamcodec.load("voice-700", weights=out2).training_info["step"] == 4
+    # the totals carry on from the initial weights: audio seen and wall time
+    counters3 = json.loads(torch.load(out2 / "last.pt", weights_only=True)["counters"])
+    assert counters3["audio_s"] > counters["audio_s"] > 0
+    assert counters3["wall_s"] > counters["wall_s"] > 0
     # a fresh optimiser warms its learning rate up again (not full LR on Adam's first step)
     with open(out2 / "losses.csv") as fh:
         lr_after_init = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(fh) if r["lr"]}

@@ -188,6 +188,7 @@ def _make_trainer(
         tr.ema.load_state_dict(model.state_dict())
         tr.step = tr.warmup_from = int(info.get("step", 0))  # fresh optimiser: warm up again
         tr.audio_s = float(info.get("audio_hours", 0)) * 3600
+        tr.wall_s = float(info.get("wall_hours", 0)) * 3600
         tr.history = list(info.get("history", []))
         print(f"initialised from {args.init} (step {tr.step}); fresh optimiser")
         return tr, True
