@@ -45,6 +45,8 @@ class VocoderStream:
     """Streaming synthesis for ``batch_size`` independent streams (usually 1).
 
     ``threads``: torch intra-op threads while a chunk is synthesised (``None``: unchanged).
+    The stream keeps the generator it was opened with (:meth:`Vocoder.streaming_generator`:
+    the TorchScript trace on a CPU): weights changed later reach new streams, not this one.
     """
 
     def __init__(self, vocoder: Vocoder, batch_size: int = 1, threads: int | None = 1) -> None:
