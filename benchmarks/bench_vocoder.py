@@ -79,6 +79,23 @@ def with_trace(fn, traced: bool):
     return run
 
 
+def trace_and_module(fn, repeats: int) -> list[tuple[bool, tuple[float, float]]]:
+    """``(traced, (wall s, CPU s))`` of ``fn`` with the trace and with the module, in turns."""
+    fns = [with_trace(fn, True), with_trace(fn, False)]
+    return list(zip((True, False), median_times(fns, repeats), strict=True))
+
+
+def row(mode: str, chunk_ms: float, traced: bool, times: tuple[float, float], dur: float) -> dict:
+    t, c = times
+    return {
+        "mode": mode,
+        "chunk_ms": chunk_ms,
+        "traced": traced,
+        "rtf": t / dur,
+        "cpu_rtf": c / dur,
+    }
+
+
 def bench(
     vocoder: Vocoder, seconds: float, chunks: list[int], repeats: int, threads: int
 ) -> list[dict]:
@@ -87,17 +104,8 @@ def bench(
     g = torch.Generator().manual_seed(0)
     mel = torch.randn(1, vocoder.cfg.mel.n_mels, n_frames, generator=g) - 4.0
     audio_s = n_frames * vocoder.cfg.hop_samples / vocoder.cfg.mel.sample_rate
-    rows = []
-    ((t, c),) = median_times([lambda: vocoder.synthesize(mel)], repeats)
-    rows.append(
-        {
-            "mode": "offline",
-            "chunk_ms": audio_s * 1000,
-            "traced": False,
-            "rtf": t / audio_s,
-            "cpu_rtf": c / audio_s,
-        }
-    )
+    (offline,) = median_times([lambda: vocoder.synthesize(mel)], repeats)
+    rows = [row("offline", audio_s * 1000, False, offline, audio_s)]
     for n in chunks:
 
         def run_stream(n: int = n) -> None:
@@ -106,17 +114,9 @@ def bench(
                 s.push(mel[..., i : i + n])
             s.flush()
 
-        fns = [with_trace(run_stream, True), with_trace(run_stream, False)]
-        for traced, (t, c) in zip((True, False), median_times(fns, repeats), strict=True):
-            rows.append(
-                {
-                    "mode": "stream",
-                    "chunk_ms": 10 * n,
-                    "traced": traced,
-                    "rtf": t / audio_s,
-                    "cpu_rtf": c / audio_s,
-                }
-            )
+        rows += [
+            row("stream", 10 * n, tr, t, audio_s) for tr, t in trace_and_module(run_stream, repeats)
+        ]
     codec = MelVocoderCodec(vocoder=vocoder, threads=threads)
     pcm = (np.random.default_rng(0).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
 
@@ -129,17 +129,7 @@ def bench(
 
     dur = pcm.size / 16000
     ms = 1000 * codec.frame_duration_s
-    fns = [with_trace(run_codec, True), with_trace(run_codec, False)]
-    for traced, (t, c) in zip((True, False), median_times(fns, repeats), strict=True):
-        rows.append(
-            {
-                "mode": "codec enc+dec",
-                "chunk_ms": ms,
-                "traced": traced,
-                "rtf": t / dur,
-                "cpu_rtf": c / dur,
-            }
-        )
+    rows += [row("codec enc+dec", ms, tr, t, dur) for tr, t in trace_and_module(run_codec, repeats)]
     return rows
 
 
