@@ -191,6 +191,9 @@ def main() -> int:
         )
         (dest / "MODEL_CARD.md").write_text(card)
         print(f"shipped {args.candidate} -> {dest}")
+    elif args.dry_run:
+        verdict = "better than" if better else "no better than"
+        print(f"dry run, not shipped: the candidate's {key} is {verdict} the bundled weights'")
     else:
         print("not shipped (the bundled weights are as good or better; --force to override)")
     return 0
