@@ -7,6 +7,7 @@ whole ``mel-vocoder`` codec (streaming log-mel encoder + decoder sessions).
 
     python benchmarks/bench_vocoder.py                 # bundled weights, 1 and 2 threads
     python benchmarks/bench_vocoder.py --weights DIR --seconds 10
+    python benchmarks/bench_vocoder.py --phase pghi    # -> vocoder_speed_pghi.{json,md}
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from streamcodec import packed_linear
 from streamcodec.vocoder import Vocoder, VocoderConfig
 from streamcodec.vocoder import traced as traced_mod
 from streamcodec.vocoder.codec import MelVocoderCodec
+from streamcodec.vocoder.phase import PHASE_MODES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -143,12 +145,18 @@ def main() -> int:
     ap.add_argument(
         "--chunks", type=int, nargs="+", default=[1, 2, 4, 8], help="mel frames per push"
     )
+    ap.add_argument(
+        "--phase", choices=PHASE_MODES, default="network", help="streamcodec.vocoder.phase"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if args.random_init:
-        vocoder, source = Vocoder.from_config(VocoderConfig()), "random init (shipped config)"
+        vocoder = Vocoder.from_config(VocoderConfig(), phase=args.phase)
+        source = "random init (shipped config)"
     else:
-        vocoder, source = Vocoder.from_pretrained(args.weights), str(args.weights)
+        vocoder = Vocoder.from_pretrained(args.weights, phase=args.phase)
+        source = str(args.weights)
+    stem = "vocoder_speed" if args.phase == "network" else f"vocoder_speed_{args.phase}"
     cfg = vocoder.cfg
     results = []
     for th in args.threads:
@@ -164,9 +172,10 @@ def main() -> int:
         "weights": source,
         "parameters": vocoder.generator.num_parameters(),
         "config": cfg.to_dict(),
-        "delay_samples": cfg.delay_samples,
-        "delay_ms": 1000 * cfg.delay_samples / cfg.mel.sample_rate,
-        "latency_ms": cfg.latency_ms,
+        "phase": args.phase,
+        "delay_samples": vocoder.delay_samples,
+        "delay_ms": 1000 * vocoder.delay_samples / cfg.mel.sample_rate,
+        "latency_ms": vocoder.latency_ms,
         "audio_s": args.seconds,
         "repeats": args.repeats,
         "machine": {
@@ -180,12 +189,12 @@ def main() -> int:
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "vocoder_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
-        "# mel-vocoder speed (CPU, one stream)",
+        f"# mel-vocoder speed (CPU, one stream; phase: {args.phase})",
         "",
         f"Weights: {source}; {report['parameters'] / 1e6:.2f} M parameters; "
-        f"delay {report['delay_ms']:.0f} ms (+ 10 ms hop framing = {cfg.latency_ms:.0f} ms "
+        f"delay {report['delay_ms']:.0f} ms (+ 10 ms hop framing = {vocoder.latency_ms:.0f} ms "
         f"algorithmic latency). {args.seconds:g} s of audio, median of {args.repeats}.",
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch "
         f"{torch.__version__}; load average at the end "
@@ -208,8 +217,8 @@ def main() -> int:
             f"| {'trace' if r['traced'] else 'module'} | {r['rtf']:.4f} "
             f"| {r['cpu_rtf']:.4f} |"
         )
-    (args.out / "vocoder_speed.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out / 'vocoder_speed.md'}")
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / f'{stem}.md'}")
     return 0
 
 

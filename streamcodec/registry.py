@@ -117,6 +117,13 @@ register(
     "log-mel (fp16, 128 kbit/s) + streaming neural vocoder: analysis-synthesis upper bound",
     bundled_weights="weights/mel-vocoder/model.safetensors",
 )
+register(
+    "mel-vocoder-pghi",
+    "streamcodec.vocoder.codec:MelVocoderCodec",
+    "mel-vocoder with its output re-phased from its magnitude (PGHI; +30 ms delay)",
+    phase="pghi",
+    bundled_weights="weights/mel-vocoder/model.safetensors",
+)
 for _rate in ("350", "700", "1400"):
     register(
         f"voice-{_rate}",

@@ -18,7 +18,7 @@ from streamcodec.voice.bitstream import pack_fields, unpack_fields
 from streamcodec.voice.config import FORMAT_VERSION, PRESETS, VoiceConfig, preset
 from streamcodec.voice.info import voice_info
 from streamcodec.voice.scfile import ScFile, ScFileError, dumps, loads, read_sc
-from streamcodec.voice.tiny import write_tiny_weights
+from streamcodec.voice.tiny import tiny_config, write_tiny_weights
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -116,6 +116,24 @@ def test_decoder_stream_equals_offline_any_length(codec) -> None:
         assert sizes[:4] == [0, 1280, 0, 1280][: len(sizes[:4])]
         np.testing.assert_array_equal(np.concatenate(parts), offline)
         assert np.all(np.isfinite(offline)) and np.abs(offline).max() <= 1.0
+
+
+def test_pghi_phase_stage_streams_and_adds_its_delay(weights: dict[str, Path], codec) -> None:
+    pghi = streamcodec.load("voice-700", weights=weights["voice-700"], vocoder_phase="pghi")
+    assert pghi.delay_samples == codec.delay_samples + 480
+    lat, lat0 = pghi.latency_ms(), codec.latency_ms()
+    assert lat["vocoder_delay_ms"] == lat0["vocoder_delay_ms"] + 30
+    assert lat["total_ms"] == lat0["total_ms"] + 30
+    x = signal(3 * 640 + 17)
+    frames = pghi.encode(x)
+    offline = pghi.decode(frames)
+    assert offline.shape == (len(frames) * 640 + pghi.delay_samples,)
+    dec = pghi.decoder()
+    streamed = np.concatenate([dec.push(f) for f in frames] + [dec.flush()])
+    np.testing.assert_array_equal(streamed, offline)
+    assert np.all(np.isfinite(offline)) and np.abs(offline).max() <= 1.0
+    with pytest.raises(ValueError, match="vocoder_phase must be one of"):
+        tiny_config(vocoder_phase="griffin-lim")
 
 
 def test_sessions_are_independent(codec) -> None:

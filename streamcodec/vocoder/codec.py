@@ -25,7 +25,9 @@ class MelVocoderCodec(Codec):
 
     ``weights``: a weights directory or a bundled model name (default ``"mel-vocoder"``);
     ``vocoder``: an already loaded :class:`Vocoder` (then ``weights`` is ignored);
-    ``threads``: torch intra-op threads the sessions use per frame (``None``: leave as is).
+    ``threads``: torch intra-op threads the sessions use per frame (``None``: leave as is);
+    ``phase``: ``"network"`` or ``"pghi"`` (:class:`Vocoder`; ignored with ``vocoder``);
+    ``name``: default ``"mel-vocoder"``, ``"mel-vocoder-pghi"`` with ``phase="pghi"``.
     """
 
     def __init__(
@@ -33,22 +35,25 @@ class MelVocoderCodec(Codec):
         weights: str | Path = "mel-vocoder",
         mel_frames_per_frame: int = 4,
         vocoder: Vocoder | None = None,
-        name: str = "mel-vocoder",
+        name: str | None = None,
         threads: int | None = 1,
+        phase: str = "network",
     ) -> None:
         if not isinstance(mel_frames_per_frame, int) or mel_frames_per_frame < 1:
             raise ValueError(
                 f"mel_frames_per_frame must be an int >= 1, got {mel_frames_per_frame!r}"
             )
         self.threads = threads
-        self.vocoder = vocoder if vocoder is not None else Vocoder.from_pretrained(weights)
+        self.vocoder = (
+            vocoder if vocoder is not None else Vocoder.from_pretrained(weights, phase=phase)
+        )
         cfg = self.vocoder.cfg
-        self.name = name
+        self.name = name or ("mel-vocoder-pghi" if self.vocoder.phase == "pghi" else "mel-vocoder")
         self.sample_rate = cfg.mel.sample_rate
         self.mel_frames_per_frame = mel_frames_per_frame
         self.frame_samples = cfg.hop_samples * mel_frames_per_frame
         self.bits_per_frame = 16 * cfg.mel.n_mels * mel_frames_per_frame
-        self.delay_samples = cfg.delay_samples
+        self.delay_samples = self.vocoder.delay_samples
 
     def encoder(self) -> EncoderSession:
         return _MelEncoder(self)

@@ -19,6 +19,7 @@ from streamcodec.features import LogMel
 from streamcodec.packed_linear import WeightPacker, pack_linears
 from streamcodec.vocoder.istft import overlap_add, window_envelope
 from streamcodec.vocoder.model import FORMAT_VERSION, VocoderConfig, VocoderGenerator
+from streamcodec.vocoder.phase import PHASE_MODES, PhaseRebuilder
 from streamcodec.vocoder.streaming import VocoderStream
 from streamcodec.vocoder.traced import TraceCache
 
@@ -33,9 +34,18 @@ def bundled_weights_dir(name: str = "mel-vocoder") -> Path:
 
 
 class Vocoder:
-    """A loaded generator: ``synthesize(mel)`` offline, ``stream()`` for a streaming session."""
+    """A loaded generator: ``synthesize(mel)`` offline, ``stream()`` for a streaming session.
 
-    def __init__(self, generator: VocoderGenerator, training_info: dict | None = None) -> None:
+    ``phase``: ``"network"`` (the generator's own phase) or ``"pghi"`` (its output is
+    re-phased from its STFT magnitude, :mod:`streamcodec.vocoder.phase`: better DNSMOS,
+    ``n_fft - hop`` samples more delay). :attr:`delay_samples` counts both parts.
+    """
+
+    def __init__(
+        self, generator: VocoderGenerator, training_info: dict | None = None, phase: str = "network"
+    ) -> None:
+        if phase not in PHASE_MODES:
+            raise ValueError(f"phase must be one of {PHASE_MODES}, got {phase!r}")
         self.generator = generator.eval()
         # CPU inference reads fp16 weights (same values, half the bytes), the embedding
         # conv's GEMM of short streaming chunks included
@@ -48,17 +58,38 @@ class Vocoder:
         self.synthesis_window = self.window / window_envelope(self.window, self.cfg.hop_samples)
         self.mel = LogMel(self.cfg.mel).to(device)
         self._trace = TraceCache(generator)
+        self.phase = phase
+        self.rephaser = (
+            PhaseRebuilder(self.cfg.n_fft, self.cfg.hop_samples, device=device)
+            if phase == "pghi"
+            else None
+        )
+
+    @property
+    def delay_samples(self) -> int:
+        """Output sample ``n + delay_samples`` reproduces input sample ``n`` (generator's
+        overlap-add and look-ahead, plus the phase stage's analysis window)."""
+        extra = self.rephaser.delay_samples if self.rephaser is not None else 0
+        return self.cfg.delay_samples + extra
+
+    @property
+    def latency_ms(self) -> float:
+        """Algorithmic latency: the delay plus one hop of framing."""
+        return 1000.0 * (self.delay_samples + self.cfg.hop_samples) / self.cfg.mel.sample_rate
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: VocoderConfig, seed: int = 0) -> Vocoder:
+    def from_config(cls, cfg: VocoderConfig, seed: int = 0, phase: str = "network") -> Vocoder:
         """A random-init vocoder (tests, training start)."""
         torch.manual_seed(seed)
-        return cls(VocoderGenerator(cfg))
+        return cls(VocoderGenerator(cfg), phase=phase)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path = "mel-vocoder", device: str = "cpu") -> Vocoder:
-        """Load ``path`` (a weights directory) or a bundled model name such as ``"mel-vocoder"``."""
+    def from_pretrained(
+        cls, path: str | Path = "mel-vocoder", device: str = "cpu", phase: str = "network"
+    ) -> Vocoder:
+        """Load ``path`` (a weights directory) or a bundled model name such as ``"mel-vocoder"``;
+        ``phase`` as in the class."""
         path = Path(path)
         if not path.exists() and len(path.parts) == 1:
             path = bundled_weights_dir(str(path))
@@ -79,7 +110,7 @@ class Vocoder:
         state = {k: v.float() for k, v in load_file(str(w_path)).items()}
         gen.load_state_dict(state)
         log.info("loaded vocoder %s (%d parameters)", path, gen.num_parameters())
-        return cls(gen.to(device), meta.get("training"))
+        return cls(gen.to(device), meta.get("training"), phase=phase)
 
     def save(self, path: str | Path, training_info: dict | None = None) -> Path:
         """Write ``model.safetensors`` (fp16) and ``config.json`` into directory ``path``."""
@@ -140,7 +171,10 @@ class Vocoder:
         )
         spec, _ = self.generator(torch.cat([mel, pad], dim=-1))
         y = overlap_add(spec, self.window, cfg.hop_samples, self.synthesis_window)
-        return y[:, cfg.delay_samples :].clamp(-1.0, 1.0)
+        y = y[:, cfg.delay_samples :].clamp(-1.0, 1.0)
+        if self.rephaser is not None:
+            y = self.rephaser.process(y).clamp(-1.0, 1.0)
+        return y
 
     @torch.inference_mode()
     def copy_synthesis(self, audio: torch.Tensor) -> torch.Tensor:

@@ -60,10 +60,12 @@ class VocoderStream:
         self._tail: torch.Tensor | None = None
         self._blocks_out = 0  # synthesis blocks emitted so far
         self._closed = False
+        rephaser = vocoder.rephaser
+        self._phase = rephaser.stream(batch_size) if rephaser is not None else None
 
     @property
     def delay_samples(self) -> int:
-        return self.vocoder.cfg.delay_samples
+        return self.vocoder.delay_samples
 
     def push(self, mel: torch.Tensor) -> torch.Tensor:
         """``mel: [B, M, n]`` (or ``[M, n]`` for B = 1) -> audio ``[B, n * hop]`` float32."""
@@ -92,7 +94,12 @@ class VocoderStream:
         if preroll:
             out[:, : preroll * hop] = 0.0
         self._blocks_out += mel.shape[-1]
-        return out.clamp(-1.0, 1.0)
+        return self._rephase(out.clamp(-1.0, 1.0))
+
+    def _rephase(self, out: torch.Tensor) -> torch.Tensor:
+        if self._phase is None:
+            return out
+        return self._phase.push(out).clamp(-1.0, 1.0)
 
     def flush(self) -> torch.Tensor:
         """End of stream: the last ``delay_samples`` samples ``[B, delay_samples]``."""
@@ -107,8 +114,13 @@ class VocoderStream:
         head = self._step(pad)
         self._closed = True
         tail = self._tail if self._tail is not None else head.new_zeros(self.batch_size, 0)
-        zero = min(tail.shape[1], max(0, self.delay_samples - self._blocks_out * v.cfg.hop_samples))
+        net_delay = v.cfg.delay_samples
+        zero = min(tail.shape[1], max(0, net_delay - self._blocks_out * v.cfg.hop_samples))
         if zero:  # a stream shorter than the pre-roll
             tail = tail.clone()
             tail[:, :zero] = 0.0
-        return torch.cat([head, tail.clamp(-1.0, 1.0)], dim=1)
+        tail = tail.clamp(-1.0, 1.0)
+        if self._phase is not None:
+            with intra_op_threads(self.threads), torch.inference_mode():
+                tail = torch.cat([self._phase.push(tail), self._phase.flush()], dim=1).clamp(-1, 1)
+        return torch.cat([head, tail], dim=1)

@@ -47,7 +47,9 @@ class VoiceCodec(Codec):
     weights); ``weights``: a weights directory instead of the bundled one; ``steps``,
     ``guidance``, ``noise_scale``: sampling (default: the config's); ``seed``: noise seed
     of every decoder session; ``concealment``: ``"generate"`` or ``"repeat-fade"``;
-    ``threads``: torch intra-op threads during a session step (``None``: unchanged).
+    ``threads``: torch intra-op threads during a session step (``None``: unchanged);
+    ``vocoder_phase``: ``"network"`` or ``"pghi"`` (default: the config's;
+    :mod:`streamcodec.vocoder.phase`).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class VoiceCodec(Codec):
         seed: int = 0,
         concealment: str = "generate",
         threads: int | None = 1,
+        vocoder_phase: str | None = None,
     ) -> None:
         wdir = Path(weights) if weights is not None else bundled_voice_dir(config)
         if not (wdir / "config.json").exists():
@@ -71,7 +74,10 @@ class VoiceCodec(Codec):
         if weights is None and model.cfg.name != config:
             raise ValueError(f"{wdir} holds {model.cfg.name!r}, not {config!r}")
         tok = load_tokenizer(model.cfg.tokenizer, resolve_part(model.cfg.semantic_weights, wdir))
-        vocoder = Vocoder.from_pretrained(resolve_part(model.cfg.vocoder_weights, wdir))
+        vocoder = Vocoder.from_pretrained(
+            resolve_part(model.cfg.vocoder_weights, wdir),
+            phase=model.cfg.vocoder_phase if vocoder_phase is None else vocoder_phase,
+        )
         self._setup(model, tok, vocoder, steps, guidance, noise_scale, seed, concealment, threads)
 
     @classmethod
@@ -154,7 +160,7 @@ class VoiceCodec(Codec):
         self.sample_rate = 16000
         self.frame_samples = cfg.frame_samples
         self.bits_per_frame = cfg.bits_per_frame
-        self.delay_samples = vocoder.cfg.delay_samples
+        self.delay_samples = vocoder.delay_samples
         self._widths = (cfg.sem_bits, cfg.acoustic_bits)
         self._mel = LogMel(vocoder.cfg.mel)
 
@@ -179,7 +185,7 @@ class VoiceCodec(Codec):
     def latency_ms(self) -> dict[str, float]:
         """Algorithmic latency from the configuration, by part, and its ``total``."""
         return latency_breakdown(
-            self.tokenizer.latency_ms, self.cfg, 1000.0 * self.vocoder.cfg.delay_samples / 16000
+            self.tokenizer.latency_ms, self.cfg, 1000.0 * self.vocoder.delay_samples / 16000
         )
 
     def encoder(self) -> EncoderSession:

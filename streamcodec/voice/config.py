@@ -18,6 +18,7 @@ from pathlib import Path
 
 from streamcodec.acoustic.encoder import AcousticEncoderConfig
 from streamcodec.decoder.config import DecoderConfig
+from streamcodec.vocoder.phase import PHASE_MODES
 
 #: Bump when the meaning of a field or of the weights changes.
 FORMAT_VERSION = 1
@@ -37,6 +38,9 @@ class VoiceConfig:
     noise_scale: float = 1.0
     semantic_weights: str = "semantic"  # directory (relative to the weights dir) or bundled name
     vocoder_weights: str = "mel-vocoder"
+    # "network": the vocoder's own phase; "pghi": re-phased from its output's magnitude
+    # (streamcodec.vocoder.phase; +30 ms delay)
+    vocoder_phase: str = "network"
 
     def __post_init__(self) -> None:
         a, d = self.acoustic, self.decoder
@@ -55,6 +59,10 @@ class VoiceConfig:
             raise ValueError(f"sem_vocab must be >= 2, got {self.sem_vocab}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {self.steps!r}")
+        if self.vocoder_phase not in PHASE_MODES:
+            raise ValueError(
+                f"vocoder_phase must be one of {PHASE_MODES}, got {self.vocoder_phase!r}"
+            )
 
     # ---- derived ----------------------------------------------------------------------------
     @property

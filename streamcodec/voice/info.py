@@ -38,9 +38,10 @@ def voice_info(name: str, weights: str | Path | None = None) -> dict:
         else VocoderConfig()
     )
     pool = RATES[cfg.tokenizer].pool_tokens
-    latency = latency_breakdown(
-        enc.latency_ms(pool), cfg, 1000.0 * voc.delay_samples / voc.mel.sample_rate
+    voc_delay = voc.delay_samples + (
+        voc.n_fft - voc.hop_samples if cfg.vocoder_phase == "pghi" else 0
     )
+    latency = latency_breakdown(enc.latency_ms(pool), cfg, 1000.0 * voc_delay / voc.mel.sample_rate)
     return {
         "name": cfg.name,
         "weights": str(wdir) if trained else None,
@@ -52,6 +53,7 @@ def voice_info(name: str, weights: str | Path | None = None) -> dict:
         "decode_chunk_ms": cfg.decoder.chunk_token_frames * cfg.frame_ms,
         "steps": cfg.steps,
         "guidance": cfg.guidance,
+        "vocoder_phase": cfg.vocoder_phase,
         "latency_ms": latency,
         "training": {k: v for k, v in training.items() if k != "history"},
     }
