@@ -37,8 +37,9 @@ class Vocoder:
     """A loaded generator: ``synthesize(mel)`` offline, ``stream()`` for a streaming session.
 
     ``phase``: ``"network"`` (the generator's own phase) or ``"pghi"`` (its output is
-    re-phased from its STFT magnitude, :mod:`streamcodec.vocoder.phase`: better DNSMOS,
-    ``n_fft - hop`` samples more delay). :attr:`delay_samples` counts both parts.
+    re-phased from its STFT magnitude, :mod:`streamcodec.vocoder.phase`; ``n_fft - hop``
+    samples more delay; measured level on copy-synthesis DNSMOS, see
+    ``benchmarks/results/vocoder/phase``). :attr:`delay_samples` counts both parts.
     """
 
     def __init__(
