@@ -19,7 +19,7 @@ from streamcodec.features import LogMel
 from streamcodec.packed_linear import WeightPacker, pack_linears
 from streamcodec.vocoder.istft import overlap_add, window_envelope
 from streamcodec.vocoder.model import FORMAT_VERSION, VocoderConfig, VocoderGenerator
-from streamcodec.vocoder.phase import PHASE_MODES, PhaseRebuilder
+from streamcodec.vocoder.phase import PHASE_MODES, PhaseRebuilder, phase_delay_samples
 from streamcodec.vocoder.streaming import VocoderStream
 from streamcodec.vocoder.traced import TraceCache
 
@@ -70,8 +70,8 @@ class Vocoder:
     def delay_samples(self) -> int:
         """Output sample ``n + delay_samples`` reproduces input sample ``n`` (generator's
         overlap-add and look-ahead, plus the phase stage's analysis window)."""
-        extra = self.rephaser.delay_samples if self.rephaser is not None else 0
-        return self.cfg.delay_samples + extra
+        cfg = self.cfg
+        return cfg.delay_samples + phase_delay_samples(self.phase, cfg.n_fft, cfg.hop_samples)
 
     @property
     def latency_ms(self) -> float:

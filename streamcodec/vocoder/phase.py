@@ -39,6 +39,14 @@ from streamcodec.vocoder.istft import overlap_add_stream, window_envelope
 #: gamma / N^2 of the Gaussian window that matches a Hann window of length N (Průša et al.)
 HANN_GAMMA = 0.25645
 PHASE_MODES = ("network", "pghi")
+MAG_FLOOR = 1e-9  # magnitude of an empty bin (and of the silence before a stream starts)
+
+
+def phase_delay_samples(mode: str, n_fft: int, hop: int) -> int:
+    """Samples of delay the phase stage ``mode`` adds to a vocoder with this STFT."""
+    if mode not in PHASE_MODES:
+        raise ValueError(f"phase must be one of {PHASE_MODES}, got {mode!r}")
+    return n_fft - hop if mode == "pghi" else 0
 
 
 class PhaseRebuilder:
@@ -79,7 +87,7 @@ class PhaseRebuilder:
 
     @property
     def delay_samples(self) -> int:
-        return self.n_fft - self.hop
+        return phase_delay_samples("pghi", self.n_fft, self.hop)
 
     def stream(self, batch_size: int = 1) -> PhaseStream:
         return PhaseStream(self, batch_size)
@@ -106,7 +114,7 @@ class PhaseRebuilder:
         if state is None:
             b = frames.shape[0]
             state = (
-                torch.full((b, self.bins), math.log(1e-9), device=mag.device),
+                torch.full((b, self.bins), math.log(MAG_FLOOR), device=mag.device),
                 self.advance.expand(b, self.bins).clone(),
                 torch.zeros(b, self.bins, device=mag.device),
             )
@@ -126,7 +134,7 @@ def _integrate_phase(
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Phase ``[B, F, K]`` from magnitudes ``[B, F, K]`` (see the module docstring)."""
     s_last, dt_last, phase_last = state
-    s = torch.log(mag.clamp_min(1e-9))
+    s = torch.log(mag.clamp_min(MAG_FLOOR))
     b, f, k = s.shape
     s_prev = torch.cat([s_last.unsqueeze(1), s[:, :-1]], dim=1)
     # phase advance per frame (frequency slope of s) and step per bin (time slope of s)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from streamcodec.semantic.config import RATES, SemanticEncoderConfig
 from streamcodec.vocoder.model import VocoderConfig
+from streamcodec.vocoder.phase import phase_delay_samples
 from streamcodec.voice.codec import latency_breakdown
 from streamcodec.voice.config import preset, read_config
 from streamcodec.voice.model import bundled_voice_dir, resolve_part
@@ -38,8 +39,8 @@ def voice_info(name: str, weights: str | Path | None = None) -> dict:
         else VocoderConfig()
     )
     pool = RATES[cfg.tokenizer].pool_tokens
-    voc_delay = voc.delay_samples + (
-        voc.n_fft - voc.hop_samples if cfg.vocoder_phase == "pghi" else 0
+    voc_delay = voc.delay_samples + phase_delay_samples(
+        cfg.vocoder_phase, voc.n_fft, voc.hop_samples
     )
     latency = latency_breakdown(enc.latency_ms(pool), cfg, 1000.0 * voc_delay / voc.mel.sample_rate)
     return {
