@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,15 @@ from streamcodec.vocoder.istft import overlap_add, overlap_add_stream
 TINY = VocoderConfig(dim=32, intermediate_dim=64, num_layers=2)
 
 
-def tiny_vocoder(lookahead_frames: int = 0, seed: int = 0) -> Vocoder:
+def tiny_vocoder(
+    lookahead_frames: int = 0, seed: int = 0, integrate_phase: bool = False
+) -> Vocoder:
     cfg = VocoderConfig(
-        dim=32, intermediate_dim=64, num_layers=2, lookahead_frames=lookahead_frames
+        dim=32,
+        intermediate_dim=64,
+        num_layers=2,
+        lookahead_frames=lookahead_frames,
+        integrate_phase=integrate_phase,
     )
     v = Vocoder.from_config(cfg, seed=seed)
     # random init gives near-silent output; scale the head up so comparisons are meaningful
@@ -44,6 +51,75 @@ def test_generator_shapes() -> None:
     assert len(state.context) == 1 + TINY.num_layers
     assert v.synthesize(random_mel(13, batch=3)).shape == (3, 13 * 160)
     assert v.synthesize(random_mel(0)).shape == (1, 0)
+    vi = tiny_vocoder(integrate_phase=True)
+    spec, state = vi.generator(random_mel(13, batch=3))
+    assert spec.shape == (3, 321, 13) and vi.generator.head.out_features == 3 * 321
+    assert len(state.context) == 2 + TINY.num_layers  # + the accumulated phase
+    acc = state.context[-1]
+    assert acc.shape == (3, 321) and acc.dtype == torch.float64
+    assert bool(((acc >= 0) & (acc < 2 * np.pi)).all())
+
+
+def _one_bin_vocoder(integrate_phase: bool, m: int) -> Vocoder:
+    """A generator whose output ignores its input: bin ``m`` loud, constant phase (and step)."""
+    v = tiny_vocoder(integrate_phase=integrate_phase)
+    k = v.generator.n_bins
+    with torch.no_grad():
+        v.generator.head.weight.zero_()
+        v.generator.head.bias.zero_()
+        v.generator.head.bias[:k] = -20.0
+        v.generator.head.bias[m] = 0.0
+    return v
+
+
+def test_integrated_phase_keeps_a_steady_tone_in_tune() -> None:
+    """Frame phase: the same phase every frame makes the output periodic in the hop, so a
+    tone at bin 9 (225 Hz) comes out on the 100 Hz grid; integrated phase keeps 225 Hz."""
+    mel = random_mel(200)
+    for integrate, allowed in ((True, (225.0,)), (False, (200.0, 300.0))):
+        y = _one_bin_vocoder(integrate, 9).synthesize(mel)[0, 2000:-2000].double().numpy()
+        spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+        peak = np.fft.rfftfreq(len(y), 1 / 16000)[int(np.argmax(spectrum))]
+        assert min(abs(peak - f) for f in allowed) < 3.0, (integrate, peak)
+    # the phase advances by the bin's centre frequency over each hop (delta = 0 here)
+    v = _one_bin_vocoder(True, 9)
+    spec, _ = v.generator(mel[..., :6])
+    want = torch.remainder(
+        torch.arange(1, 7, dtype=torch.float64) * v.generator.bin_step[9], 2 * np.pi
+    )
+    torch.testing.assert_close(
+        torch.remainder(spec[0, 9].angle().double(), 2 * np.pi), want, atol=1e-5, rtol=0
+    )
+
+
+def test_integrated_phase_gradient_reaches_only_recent_steps_in_training() -> None:
+    from streamcodec.vocoder.model import PHASE_GRAD_FRAMES
+
+    gen = tiny_vocoder(integrate_phase=True).generator
+    k = gen.n_bins
+    for training, reached in ((True, set(range(10 - PHASE_GRAD_FRAMES + 1, 11))), (False, None)):
+        gen.train(training)
+        delta = torch.randn(1, 16, k, requires_grad=True)
+        phase, _ = gen._integrate(torch.zeros(1, 16, k), delta, None)
+        phase[0, 10, 5].backward()
+        got = {j for j in range(16) if delta.grad[0, j, 5] != 0}
+        assert got == (reached if training else set(range(11))), (training, got)
+    gen.train(False)
+
+
+def test_integrated_phase_conversion_starts_from_the_same_output() -> None:
+    from streamcodec.training.vocoder_gan import integrated_phase_state
+    from streamcodec.vocoder.model import VocoderGenerator
+
+    v = tiny_vocoder()
+    gen = VocoderGenerator(replace(v.cfg, integrate_phase=True))
+    gen.load_state_dict(integrated_phase_state(v.generator.state_dict(), gen))
+    mel = random_mel(60)
+    ref = v.synthesize(mel)
+    assert ref.abs().max() > 1e-3
+    torch.testing.assert_close(Vocoder(gen).synthesize(mel), ref, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="head has 963 outputs, expected 642"):
+        integrated_phase_state(gen.state_dict(), gen)
 
 
 def test_istft_head_inverts_stft_exactly() -> None:
@@ -72,12 +148,13 @@ def test_istft_stream_equals_offline(chunks: list[int]) -> None:
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("integrate", [False, True], ids=["frame_phase", "integrated_phase"])
 @pytest.mark.parametrize("lookahead", [0, 1], ids=["la0", "la1"])
 @pytest.mark.parametrize(
     "chunks", [[1], [2], [4], [5, 1, 3, 16], [200]], ids=["by1", "by2", "by4", "mixed", "whole"]
 )
-def test_stream_equals_offline(lookahead: int, chunks: list[int]) -> None:
-    v = tiny_vocoder(lookahead)
+def test_stream_equals_offline(lookahead: int, chunks: list[int], integrate: bool) -> None:
+    v = tiny_vocoder(lookahead, integrate_phase=integrate)
     mel = random_mel(41, batch=2)
     ref = v.synthesize(mel)
     stream = v.stream(batch_size=2)
@@ -106,10 +183,13 @@ def _stream_through(v: Vocoder, mel: torch.Tensor, chunks: list[int]) -> torch.T
     return torch.cat([*parts, stream.flush()], dim=1)
 
 
-def test_traced_stream_equals_module_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("integrate", [False, True], ids=["frame_phase", "integrated_phase"])
+def test_traced_stream_equals_module_stream(
+    monkeypatch: pytest.MonkeyPatch, integrate: bool
+) -> None:
     from streamcodec.vocoder.traced import TRACE_ENV, TracedGenerator
 
-    v = tiny_vocoder()
+    v = tiny_vocoder(integrate_phase=integrate)
     with torch.no_grad():  # fp16-exact weights: the trace also holds fbgemm fp16 packs
         for p in v.generator.parameters():
             p.copy_(p.half().float())
@@ -364,20 +444,30 @@ def test_train_resume_and_init(tmp_path: Path) -> None:
     # fine-tuning: discriminators first (generator frozen), then both at a lower learning rate
     out3 = tmp_path / "run3"
     argv = ["--out", str(out3), "--init", str(out), "--max-steps", "4", *common]
-    _train([*argv, "--disc-warmup-steps", "2", "--lr", "1e-5"])
+    _train([*argv, "--disc-warmup-steps", "2", "--lr", "1e-5", "--phase-weight", "2"])
     ck3 = torch.load(out3 / "last.pt", weights_only=True)
     counters = json.loads(ck3["counters"])
     assert counters["step"] == 4  # the warm-up steps do not count as generator steps
     assert counters["history"][-1]["disc_warmup_steps"] == 2
     assert counters["history"][-1]["lr"] == 1e-5
+    assert counters["history"][-1]["phase_weight"] == 2.0
     assert json.loads(ck3["config"])["lr_d"] == 1e-5
     with open(out3 / "losses.csv") as fh:
-        assert [int(r["step"]) for r in csv.DictReader(fh)] == [4]
+        rows3 = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows3] == [4]
+    assert 0.0 < float(rows3[0]["phase"]) < 2.0  # the phase-step loss is on and logged
+    # a resumed run keeps the checkpoint's phase weight unless told otherwise
+    _train(["--out", str(out3), "--max-steps", "5", *common])
+    assert (
+        json.loads(torch.load(out3 / "last.pt", weights_only=True)["config"])["phase_weight"] == 2.0
+    )
     parser, module = recipe_parser("vocoder")
     with pytest.raises(SystemExit, match="--disc-warmup-steps must be >= 0, got -1"):
         module.run(parser.parse_args([*argv, "--disc-warmup-steps", "-1"]))
     with pytest.raises(SystemExit, match="--lr must be > 0, got 0.0"):
         module.run(parser.parse_args([*argv, "--lr", "0"]))
+    with pytest.raises(SystemExit, match="--phase-weight must be >= 0, got -1.0"):
+        module.run(parser.parse_args([*argv, "--phase-weight", "-1"]))
 
 
 def test_train_cli_dispatch() -> None:
@@ -438,8 +528,6 @@ def test_learning_rate_warms_up_again_after_init_from_shipped_weights(tmp_path: 
 
 
 def test_gan_starts_by_step_or_by_progress() -> None:
-    from dataclasses import replace
-
     from streamcodec.training.vocoder_gan import PRESETS, Trainer
 
     cfg = replace(PRESETS["tiny"], gan_start_step=10**6, gan_start_progress=0.5)

@@ -1,4 +1,5 @@
-"""Vocoder training losses: multi-resolution log-mel L1, hinge GAN losses, feature matching.
+"""Vocoder training losses: multi-resolution log-mel L1, phase derivatives, hinge GAN losses,
+feature matching.
 
 All functions take waveforms ``[B, T] float32`` or discriminator outputs and return
 a scalar tensor.
@@ -42,6 +43,60 @@ class MultiResolutionMelLoss(nn.Module):
             raise ValueError(f"shape mismatch: y_hat {tuple(y_hat.shape)} vs y {tuple(y.shape)}")
         y_hat, y = y_hat.float(), y.float()
         losses = [torch.mean(torch.abs(m(y_hat) - m(y))) for m in self.mels]
+        return torch.stack(losses).mean()
+
+
+class PhaseDerivativeLoss(nn.Module):
+    """Errors of the STFT phase's time and frequency differences (instantaneous frequency,
+    group delay), after APNet's phase losses (Ai & Ling 2023), on the output's own STFT.
+
+    Per resolution ``(n_fft, hop)`` (Hann, frames from the start): for neighbouring bins
+    ``a, b`` (next frame, next bin) the phase step of ``y_hat`` is compared with that of
+    ``y`` as ``1 - cos(step_hat - step)`` (periodic, so wrapping needs no special case),
+    weighted by ``(|Y_a| |Y_b|) ** (power / 2)`` of the target ``y`` (the phase of a bin
+    without energy is noise) and averaged by those weights. 0 for matching phase steps,
+    about 1 for random phase. The absolute phase is not compared: a causal vocoder cannot
+    know it from the log-mel, but the steps follow from pitch and formants.
+    """
+
+    def __init__(
+        self,
+        resolutions: Sequence[tuple[int, int]] = ((640, 160), (320, 80)),
+        eps: float = 1e-5,
+        power: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.resolutions = tuple(resolutions)
+        self.eps = eps
+        self.power = power
+        for n, _ in self.resolutions:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    @staticmethod
+    def _unit(z: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
+        return z / z.abs().clamp_min(eps)
+
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if y_hat.shape != y.shape:
+            raise ValueError(f"shape mismatch: y_hat {tuple(y_hat.shape)} vs y {tuple(y.shape)}")
+        losses = []
+        for n, hop in self.resolutions:
+            w = getattr(self, f"window_{n}")
+            s_hat, s = (
+                torch.stft(v.float(), n, hop, window=w, center=False, return_complex=True)
+                for v in (y_hat, y)
+            )
+            mag = s.abs().detach()
+            eps = self.eps * mag.amax() + 1e-12  # relative to the loudest bin: scale-free
+            u_hat, u = self._unit(s_hat, eps), self._unit(s, eps)
+            weight = mag**self.power
+            for dim in (1, 2):  # along frequency, along time
+                k = s.shape[dim] - 1
+                step_hat = u_hat.narrow(dim, 1, k) * u_hat.narrow(dim, 0, k).conj()
+                step = u.narrow(dim, 1, k) * u.narrow(dim, 0, k).conj()
+                wgt = (weight.narrow(dim, 1, k) * weight.narrow(dim, 0, k)).sqrt()
+                err = 1.0 - (step_hat * step.conj()).real  # 1 - cos(step difference)
+                losses.append((err * wgt).sum() / (wgt.sum() + 1e-12))
         return torch.stack(losses).mean()
 
 

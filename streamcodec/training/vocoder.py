@@ -188,7 +188,9 @@ def _plot(csv_path: Path, png_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     if not rows:
         return
-    keys = [k for k in ("mel", "val_mel", "adv", "fm", "loss_d") if any(r.get(k) for r in rows)]
+    keys = [
+        k for k in ("mel", "val_mel", "phase", "adv", "fm", "loss_d") if any(r.get(k) for r in rows)
+    ]
     fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), sharex=True, squeeze=False)
     for ax, k in zip(axes[:, 0], keys, strict=True):
         pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k)]
@@ -201,7 +203,7 @@ def _plot(csv_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
-CSV_FIELDS = ["step", "wall_s", "lr", "mel", "adv", "fm", "loss_d", "grad_norm", "val_mel"]
+CSV_FIELDS = ["step", "wall_s", "lr", "mel", "phase", "adv", "fm", "loss_d", "grad_norm", "val_mel"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -258,6 +260,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.75,
         help="with --pairs: share of batches drawn from the pairs (the rest: real log-mel)",
     )
+    p.add_argument(
+        "--phase-weight",
+        type=float,
+        help="override the preset's weight of the phase-step loss (PhaseDerivativeLoss; 0: off)",
+    )
+    p.add_argument(
+        "--integrate-phase",
+        action="store_true",
+        help="a generator with integrated phase (VocoderConfig.integrate_phase); with --init "
+        "from a frame-phase vocoder, converted so that it starts from the same output",
+    )
     p.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator (CUDA)")
     p.add_argument("--no-plot", action="store_true")
@@ -300,6 +313,10 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
         cfg = replace(cfg, gan_start_step=args.gan_start_step)
     if args.lr is not None:
         cfg = replace(cfg, lr_g=args.lr, lr_d=args.lr)
+    if args.phase_weight is not None:
+        cfg = replace(cfg, phase_weight=args.phase_weight)
+    if args.integrate_phase:
+        cfg = replace(cfg, vocoder=replace(cfg.vocoder, integrate_phase=True))
     resume_path: Path | None = None
     if args.resume == "auto" and (ckpt_dir / "last.pt").exists():
         resume_path = ckpt_dir / "last.pt"
@@ -314,6 +331,7 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
                 saved,
                 batch_size=cfg.batch_size,
                 gan_start_step=cfg.gan_start_step,
+                **({"phase_weight": cfg.phase_weight} if args.phase_weight is not None else {}),
                 **({"lr_g": cfg.lr_g, "lr_d": cfg.lr_d} if args.lr is not None else {}),
             ),
             device,
@@ -322,7 +340,10 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
         tr.load_state_dict(ckpt)
         print(f"resumed from {resume_path} at step {tr.step}")
     elif args.init is not None:
-        tr = Trainer(replace(cfg, vocoder=Vocoder.from_pretrained(args.init).cfg), device, bf16)
+        vcfg = Vocoder.from_pretrained(args.init).cfg
+        if args.integrate_phase:
+            vcfg = replace(vcfg, integrate_phase=True)
+        tr = Trainer(replace(cfg, vocoder=vcfg), device, bf16)
         tr.init_from_shipped(args.init)
         init_dir = Path(args.init)
         if not init_dir.exists() and len(init_dir.parts) == 1:
@@ -380,6 +401,8 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         raise SystemExit(f"--disc-warmup-steps must be >= 0, got {args.disc_warmup_steps}")
     if args.lr is not None and not args.lr > 0:
         raise SystemExit(f"--lr must be > 0, got {args.lr}")
+    if args.phase_weight is not None and not args.phase_weight >= 0:
+        raise SystemExit(f"--phase-weight must be >= 0, got {args.phase_weight}")
     if not 0.0 <= args.pairs_ratio <= 1.0:
         raise SystemExit(f"--pairs-ratio must be in [0, 1], got {args.pairs_ratio}")
     if args.pairs is not None and not args.pairs.is_file():
@@ -433,6 +456,7 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         "device": _hardware(device),
         "preset": args.preset,
         "lr": cfg.lr_g,
+        "phase_weight": cfg.phase_weight,
         "disc_warmup_steps": args.disc_warmup_steps,
         **data,
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from streamcodec.features import LogMel
 from streamcodec.training.losses import (
     MultiResolutionMelLoss,
+    PhaseDerivativeLoss,
     discriminator_hinge_loss,
     feature_matching_loss,
     generator_hinge_loss,
@@ -35,7 +36,7 @@ from streamcodec.vocoder.discriminators import (
 )
 from streamcodec.vocoder.inference import Vocoder
 from streamcodec.vocoder.istft import overlap_add
-from streamcodec.vocoder.model import VocoderConfig, VocoderGenerator
+from streamcodec.vocoder.model import PHASE_STEP_SCALE, VocoderConfig, VocoderGenerator
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class TrainConfig:
     adv_weight: float = 1.0
     mrd_weight: float = 0.5  # relative weight of the multi-resolution discriminator terms
     fm_weight: float = 2.0
+    # PhaseDerivativeLoss (phase steps in time and frequency vs the target); 0: off
+    phase_weight: float = 0.0
     mel_noise_prob: float = 0.5
     mel_noise_std: float = 0.2  # max std of Gaussian noise added to the log-mel input
     ema_decay: float = 0.999
@@ -120,6 +123,23 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
+def integrated_phase_state(
+    state: dict[str, torch.Tensor], generator: VocoderGenerator
+) -> dict[str, torch.Tensor]:
+    """A frame-phase generator's weights for ``generator`` (``integrate_phase``) that give
+    the same output: the new step rows of the head predict ``delta = -bin_step`` (a zero
+    total step), so fine-tuning starts from the shipped sound and learns the steps."""
+    k = generator.n_bins
+    state = dict(state)
+    w, b = state["head.weight"], state["head.bias"]
+    if w.shape[0] != 2 * k:
+        raise ValueError(f"head has {w.shape[0]} outputs, expected {2 * k} (frame phase)")
+    step = torch.remainder(generator.bin_step + math.pi, 2 * math.pi) - math.pi  # (-pi, pi]
+    state["head.weight"] = torch.cat([w, w.new_zeros(k, w.shape[1])])
+    state["head.bias"] = torch.cat([b, (-step / PHASE_STEP_SCALE).to(b)])
+    return state
+
+
 class Trainer:
     """All training state of one run (generator, EMA, discriminators, optimisers, counters)."""
 
@@ -143,6 +163,7 @@ class Trainer:
         )
         self.logmel = LogMel(cfg.vocoder.mel).to(device)
         self.mel_loss = MultiResolutionMelLoss(sample_rate=cfg.vocoder.mel.sample_rate).to(device)
+        self.phase_loss = PhaseDerivativeLoss().to(device)
         self.window = torch.hann_window(cfg.vocoder.n_fft, device=device)
         self.step = 0
         self.gan_steps = 0
@@ -195,10 +216,13 @@ class Trainer:
     def init_from_shipped(self, path: Path) -> None:
         """Generator (and EMA) from a shipped weights directory; fresh D and optimisers."""
         v = Vocoder.from_pretrained(path, device=str(self.device))
-        if v.cfg != self.cfg.vocoder:
+        state = v.generator.state_dict()
+        if replace(v.cfg, integrate_phase=True) == self.cfg.vocoder and not v.cfg.integrate_phase:
+            state = integrated_phase_state(state, self.gen)
+        elif v.cfg != self.cfg.vocoder:
             raise ValueError(f"{path}: generator config {v.cfg} differs from the run's")
-        self.gen.load_state_dict(v.generator.state_dict())
-        self.ema.load_state_dict(v.generator.state_dict())
+        self.gen.load_state_dict(state)
+        self.ema.load_state_dict(state)
         self._set_counters(v.training_info)
         self.warmup_from = self.step  # fresh optimisers: warm the learning rate up again
 
@@ -339,6 +363,10 @@ class Trainer:
             return out
         mel = self.mel_loss(y_hat, y)
         loss_g = cfg.mel_weight * mel
+        if cfg.phase_weight > 0:
+            phase = self.phase_loss(y_hat, y)
+            loss_g = loss_g + cfg.phase_weight * phase
+            out["phase"] = phase.detach()
         if gan:
             with self._autocast():
                 with torch.no_grad():

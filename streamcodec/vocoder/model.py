@@ -25,6 +25,13 @@ from streamcodec.packed_linear import WeightPacker
 
 FORMAT_VERSION = 1
 
+# the head's phase-step outputs are multiplied by this (integrate_phase): radian-sized
+# steps are then within reach of an optimiser's small weight updates
+PHASE_STEP_SCALE = 8.0
+# in training, a frame's integrated phase passes its gradient to the steps of this many
+# frames (the frames one output sample overlaps: n_fft / hop)
+PHASE_GRAD_FRAMES = 4
+
 # chunks of at most this many frames take the unfold / GEMM paths of the convolutions
 # (several times cheaper than the CPU conv call for a streaming push of a few frames)
 SHORT_CHUNK_FRAMES = 16
@@ -43,6 +50,9 @@ class VocoderConfig:
     lookahead_frames: int = 0  # extra network delay in mel frames (on top of the iSTFT's)
     layer_scale_init: float = 0.0  # 0 -> 1 / num_layers
     max_log_magnitude: float = math.log(100.0)  # clamp of the predicted log-magnitude
+    # False: the head predicts each frame's phase. True: it also predicts a per-bin phase
+    # step, accumulated over frames (see VocoderGenerator), so a steady tone keeps its pitch
+    integrate_phase: bool = False
 
     def __post_init__(self) -> None:
         for name in ("dim", "intermediate_dim", "num_layers", "kernel_size", "embed_kernel_size"):
@@ -110,7 +120,9 @@ class GeneratorState:
     """Left context of every causal conv of one batch of streams.
 
     ``context[0]: [B, M, k - 1]`` (normalised mel into the embedding conv) and
-    ``context[i]: [B, k - 1, D]`` (block ``i``'s depthwise conv input).
+    ``context[i]: [B, k - 1, D]`` (block ``i``'s depthwise conv input); with
+    ``integrate_phase`` a last entry ``[B, K]`` float64: the accumulated phase after the
+    last frame (wrapped to ``[0, 2 pi)``).
     """
 
     context: list[torch.Tensor]
@@ -162,6 +174,16 @@ class ConvNeXtBlock(nn.Module):
 class VocoderGenerator(nn.Module):
     """Log-mel ``[B, M, F]`` -> complex spectra of synthesis frames ``[B, n_fft//2+1, F]``.
 
+    Phase: a frame's phase is relative to the frame's first sample, and the network is
+    the same function at every frame, so from the same input (a steady tone) it gives the
+    same phase every frame: output periodic in the hop, harmonics pulled onto multiples of
+    ``sample_rate / hop`` (measured: a 230 Hz tone comes out at 200, 450, 500, 700 Hz).
+    ``integrate_phase`` removes that: the head also predicts a step ``delta`` per bin and
+    frame, and the phase is ``psi_g + A_g`` with ``A_g = A_{g-1} + 2 pi m hop / n_fft +
+    delta_g`` (bin ``m``'s centre frequency plus the network's deviation), ``A`` carried in
+    the stream state. A tone at a bin centre then needs ``delta = 0``, and any steady tone
+    a constant ``delta``.
+
     Use :func:`streamcodec.vocoder.istft.overlap_add` (offline) or a
     :class:`streamcodec.vocoder.streaming.VocoderStream` to turn them into audio.
     """
@@ -179,7 +201,14 @@ class VocoderGenerator(nn.Module):
         )
         self.final_norm = nn.LayerNorm(d, eps=1e-6)
         self.n_bins = cfg.n_fft // 2 + 1
-        self.head = nn.Linear(d, 2 * self.n_bins)
+        self.head = nn.Linear(d, (3 if cfg.integrate_phase else 2) * self.n_bins)
+        # phase advance of each bin's centre frequency over one hop, wrapped (float64)
+        m = torch.arange(self.n_bins, dtype=torch.float64)
+        self.register_buffer(
+            "bin_step",
+            torch.remainder(2 * math.pi * m * cfg.hop_samples / cfg.n_fft, 2 * math.pi),
+            persistent=False,
+        )
         # log-mel is ~[-11.5, 3]: centre it so the first conv starts in a sane range
         self.register_buffer("mel_offset", torch.tensor(5.0), persistent=False)
         self.register_buffer("mel_scale", torch.tensor(0.25), persistent=False)
@@ -200,7 +229,8 @@ class VocoderGenerator(nn.Module):
             raise ValueError(
                 f"expected mel: [B, {self.cfg.mel.n_mels}, F], got shape {tuple(mel.shape)}"
             )
-        ctx_in = state.context if state is not None else [None] * (1 + len(self.blocks))
+        n_ctx = 1 + len(self.blocks)
+        ctx_in = state.context if state is not None else [None] * (n_ctx + 1)
         k = self.cfg.embed_kernel_size
         xin = _causal_context((mel + self.mel_offset) * self.mel_scale, ctx_in[0], k, dim=2)
         ctx_out = [xin[..., xin.shape[2] - (k - 1) :]]
@@ -214,11 +244,38 @@ class VocoderGenerator(nn.Module):
         else:
             x = self.embed(xin).transpose(1, 2)  # [B, F, D]
         x = self.embed_norm(x)
-        for block, c_in in zip(self.blocks, ctx_in[1:], strict=True):
+        for block, c_in in zip(self.blocks, ctx_in[1:n_ctx], strict=True):
             x, c = block(x, c_in)
             ctx_out.append(c)
-        x = self.head(self.final_norm(x)).float()  # [B, F, 2K]
-        log_mag, phase = x.chunk(2, dim=-1)
+        x = self.head(self.final_norm(x)).float()  # [B, F, 2K or 3K]
+        if self.cfg.integrate_phase:
+            log_mag, psi, delta = x.chunk(3, dim=-1)
+            delta = delta * PHASE_STEP_SCALE
+            acc0 = ctx_in[n_ctx] if len(ctx_in) > n_ctx else None
+            phase, acc = self._integrate(psi, delta, acc0)
+            ctx_out.append(acc)
+        else:
+            log_mag, phase = x.chunk(2, dim=-1)
         mag = torch.exp(log_mag.clamp(max=self.cfg.max_log_magnitude))
         spec = torch.polar(mag, phase).transpose(1, 2)
         return spec, GeneratorState(ctx_out)
+
+    def _integrate(
+        self, psi: torch.Tensor, delta: torch.Tensor, acc0: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phase ``psi + A`` of frames ``[B, F, K]`` and the wrapped ``A`` after the last one
+        (float64: offline runs of any length and streamed chunks give the same phase)."""
+        steps = delta.double() + self.bin_step
+        if acc0 is None:
+            acc0 = steps.new_zeros(steps.shape[0], steps.shape[2])
+        acc = acc0.unsqueeze(1) + torch.cumsum(steps, dim=1)  # [B, F, K]
+        w = PHASE_GRAD_FRAMES
+        if self.training and acc.requires_grad and acc.shape[1] > w:
+            # same values; the gradient of frame g's phase reaches only the steps of frames
+            # g - w + 1 .. g (a sum over the whole crop makes it huge and noisy)
+            recent = acc - F.pad(acc[:, :-w], (0, 0, w, 0))  # sum of the last w steps
+            acc = (acc - recent).detach() + recent
+        two_pi = 2 * math.pi
+        phase = torch.remainder(psi.double() + acc, two_pi).float()
+        last = acc[:, -1] if acc.shape[1] else acc0
+        return phase, torch.remainder(last, two_pi)

@@ -55,6 +55,8 @@ def zero_state(generator: VocoderGenerator, batch: int) -> GeneratorState:
     p = next(generator.parameters())
     ctx = [p.new_zeros(batch, cfg.mel.n_mels, cfg.embed_kernel_size - 1)]
     ctx += [p.new_zeros(batch, cfg.kernel_size - 1, cfg.dim) for _ in generator.blocks]
+    if cfg.integrate_phase:
+        ctx.append(p.new_zeros(batch, generator.n_bins, dtype=torch.float64))
     return GeneratorState(ctx)
 
 
@@ -91,7 +93,7 @@ def _trace(generator: VocoderGenerator, frames: int) -> torch.jit.ScriptModule:
     def example(batch: int, n: int) -> tuple[torch.Tensor, ...]:
         mel = torch.randn(batch, cfg.mel.n_mels, n, generator=gen).to(p) - 4.0
         ctx = zero_state(generator, batch).context
-        ctx = [torch.randn(c.shape, generator=gen).to(p) for c in ctx]
+        ctx = [torch.randn(c.shape, generator=gen).to(c) for c in ctx]
         return (mel, *ctx)
 
     flat = _FlatStep(generator).eval()  # generator.training is False already
