@@ -120,6 +120,12 @@ def test_integrated_phase_conversion_starts_from_the_same_output() -> None:
     torch.testing.assert_close(Vocoder(gen).synthesize(mel), ref, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="head has 963 outputs, expected 642"):
         integrated_phase_state(gen.state_dict(), gen)
+    # another step scale: converted for it, the same output again
+    gen2 = VocoderGenerator(replace(v.cfg, integrate_phase=True, phase_step_scale=2.0))
+    gen2.load_state_dict(integrated_phase_state(v.generator.state_dict(), gen2))
+    torch.testing.assert_close(Vocoder(gen2).synthesize(mel), ref, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="phase_step_scale must be > 0, got 0.0"):
+        VocoderConfig(phase_step_scale=0.0)
 
 
 def test_istft_head_inverts_stft_exactly() -> None:

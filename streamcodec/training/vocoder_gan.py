@@ -36,7 +36,7 @@ from streamcodec.vocoder.discriminators import (
 )
 from streamcodec.vocoder.inference import Vocoder
 from streamcodec.vocoder.istft import overlap_add
-from streamcodec.vocoder.model import PHASE_STEP_SCALE, VocoderConfig, VocoderGenerator
+from streamcodec.vocoder.model import VocoderConfig, VocoderGenerator
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def integrated_phase_state(
         raise ValueError(f"head has {w.shape[0]} outputs, expected {2 * k} (frame phase)")
     step = torch.remainder(generator.bin_step + math.pi, 2 * math.pi) - math.pi  # (-pi, pi]
     state["head.weight"] = torch.cat([w, w.new_zeros(k, w.shape[1])])
-    state["head.bias"] = torch.cat([b, (-step / PHASE_STEP_SCALE).to(b)])
+    state["head.bias"] = torch.cat([b, (-step / generator.cfg.phase_step_scale).to(b)])
     return state
 
 

@@ -25,9 +25,6 @@ from streamcodec.packed_linear import WeightPacker
 
 FORMAT_VERSION = 1
 
-# the head's phase-step outputs are multiplied by this (integrate_phase): radian-sized
-# steps are then within reach of an optimiser's small weight updates
-PHASE_STEP_SCALE = 8.0
 # in training, a frame's integrated phase passes its gradient to the steps of this many
 # frames (the frames one output sample overlaps: n_fft / hop)
 PHASE_GRAD_FRAMES = 4
@@ -53,11 +50,16 @@ class VocoderConfig:
     # False: the head predicts each frame's phase. True: it also predicts a per-bin phase
     # step, accumulated over frames (see VocoderGenerator), so a steady tone keeps its pitch
     integrate_phase: bool = False
+    # ... and its step outputs are multiplied by this: radian-sized steps are then within
+    # reach of an optimiser's small weight updates (part of the weights' meaning: saved)
+    phase_step_scale: float = 8.0
 
     def __post_init__(self) -> None:
         for name in ("dim", "intermediate_dim", "num_layers", "kernel_size", "embed_kernel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"VocoderConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.phase_step_scale > 0:
+            raise ValueError(f"phase_step_scale must be > 0, got {self.phase_step_scale}")
         if self.lookahead_frames < 0:
             raise ValueError(f"lookahead_frames must be >= 0, got {self.lookahead_frames}")
         if self.mel.n_fft % self.mel.hop_length:
@@ -250,7 +252,7 @@ class VocoderGenerator(nn.Module):
         x = self.head(self.final_norm(x)).float()  # [B, F, 2K or 3K]
         if self.cfg.integrate_phase:
             log_mag, psi, delta = x.chunk(3, dim=-1)
-            delta = delta * PHASE_STEP_SCALE
+            delta = delta * self.cfg.phase_step_scale
             acc0 = ctx_in[n_ctx] if len(ctx_in) > n_ctx else None
             phase, acc = self._integrate(psi, delta, acc0)
             ctx_out.append(acc)
