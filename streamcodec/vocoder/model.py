@@ -50,9 +50,9 @@ class VocoderConfig:
     # False: the head predicts each frame's phase. True: it also predicts a per-bin phase
     # step, accumulated over frames (see VocoderGenerator), so a steady tone keeps its pitch
     integrate_phase: bool = False
-    # ... and its step outputs are multiplied by this: radian-sized steps are then within
-    # reach of an optimiser's small weight updates (part of the weights' meaning: saved)
-    phase_step_scale: float = 8.0
+    # ... and its step outputs are multiplied by this (part of the weights' meaning: saved;
+    # x8 trained slower than x1 from scratch, benchmarks/results/vocoder/pitch)
+    phase_step_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("dim", "intermediate_dim", "num_layers", "kernel_size", "embed_kernel_size"):
