@@ -25,10 +25,6 @@ from streamcodec.packed_linear import WeightPacker
 
 FORMAT_VERSION = 1
 
-# in training, a frame's integrated phase passes its gradient to the steps of this many
-# frames (the frames one output sample overlaps: n_fft / hop)
-PHASE_GRAD_FRAMES = 4
-
 # chunks of at most this many frames take the unfold / GEMM paths of the convolutions
 # (several times cheaper than the CPU conv call for a streaming push of a few frames)
 SHORT_CHUNK_FRAMES = 16
@@ -271,7 +267,7 @@ class VocoderGenerator(nn.Module):
         if acc0 is None:
             acc0 = steps.new_zeros(steps.shape[0], steps.shape[2])
         acc = acc0.unsqueeze(1) + torch.cumsum(steps, dim=1)  # [B, F, K]
-        w = PHASE_GRAD_FRAMES
+        w = self.cfg.n_fft // self.cfg.hop_samples  # the frames one output sample overlaps
         if self.training and acc.requires_grad and acc.shape[1] > w:
             # same values; the gradient of frame g's phase reaches only the steps of frames
             # g - w + 1 .. g (a sum over the whole crop makes it huge and noisy)
