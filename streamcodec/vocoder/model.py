@@ -249,8 +249,7 @@ class VocoderGenerator(nn.Module):
         if self.cfg.integrate_phase:
             log_mag, psi, delta = x.chunk(3, dim=-1)
             delta = delta * self.cfg.phase_step_scale
-            acc0 = ctx_in[n_ctx] if len(ctx_in) > n_ctx else None
-            phase, acc = self._integrate(psi, delta, acc0)
+            phase, acc = self._integrate(psi, delta, ctx_in[n_ctx])
             ctx_out.append(acc)
         else:
             log_mag, phase = x.chunk(2, dim=-1)
