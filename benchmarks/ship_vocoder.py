@@ -66,6 +66,18 @@ def model_card(v: Vocoder, check: dict, set_name: str) -> str:
         f"{cfg.hop_samples}, Hann, overlap-add). Streaming delay {cfg.delay_samples} samples "
         f"({1000 * cfg.delay_samples / cfg.mel.sample_rate:.0f} ms; algorithmic latency "
         f"{cfg.latency_ms:.0f} ms with the 10 ms hop); streamed output equals offline output.",
+        *(
+            [
+                "",
+                "Integrated phase (`integrate_phase`): besides each frame's log-magnitude and "
+                "phase offset, the head predicts a per-bin phase step; the steps accumulate "
+                "over frames (float64, carried in the stream state), so a steady tone keeps "
+                "its pitch instead of being pulled onto the 100 Hz hop grid "
+                "(`benchmarks/vocoder_pitch.py`).",
+            ]
+            if cfg.integrate_phase
+            else []
+        ),
         "",
         f"- parameters: {v.generator.num_parameters():,} (fp16 in `model.safetensors`)",
         f"- training steps: {info.get('step')} ({info.get('gan_steps')} with the adversarial "
@@ -81,6 +93,10 @@ def model_card(v: Vocoder, check: dict, set_name: str) -> str:
     ]
     for s in sessions:
         data = ", ".join(Path(m).parent.name for m in s.get("data", []))
+        if s.get("phase_conversion") == "fresh":
+            data += "; from the frame-phase model: backbone and magnitude kept, phase re-learnt"
+        elif s.get("phase_conversion"):
+            data += "; converted from the frame-phase model (same output)"
         if s.get("pairs"):
             data += (
                 f"; {s.get('pairs_ratio', 0):.0%} of batches: {s.get('pairs_codec')} decoded "

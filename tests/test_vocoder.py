@@ -126,6 +126,43 @@ def test_integrated_phase_conversion_starts_from_the_same_output() -> None:
         VocoderConfig(phase_step_scale=0.0)
 
 
+def test_fresh_phase_conversion_keeps_backbone_and_magnitude(tmp_path: Path) -> None:
+    from streamcodec.training.vocoder_gan import PRESETS, Trainer, integrated_phase_state
+    from streamcodec.vocoder.model import VocoderGenerator
+
+    v = tiny_vocoder()
+    gen = VocoderGenerator(replace(v.cfg, integrate_phase=True))
+    own_w, own_b = gen.head.weight.detach().clone(), gen.head.bias.detach().clone()
+    state = integrated_phase_state(v.generator.state_dict(), gen, fresh_phase=True)
+    gen.load_state_dict(state)
+    k = gen.n_bins
+    old = v.generator.state_dict()
+    assert all(torch.equal(state[n], t) for n, t in old.items() if not n.startswith("head."))
+    assert torch.equal(state["head.weight"][:k], old["head.weight"][:k])  # magnitude rows
+    assert torch.equal(state["head.weight"][k : 2 * k], own_w[k : 2 * k])  # phase: fresh
+    assert torch.equal(state["head.bias"][k : 2 * k], own_b[k : 2 * k])
+    assert not state["head.weight"][2 * k :].any() and not state["head.bias"][2 * k :].any()
+    mel = random_mel(60)
+    with torch.no_grad():
+        spec_old, _ = v.generator(mel)
+        spec_new, _ = gen(mel)
+    torch.testing.assert_close(spec_new.abs(), spec_old.abs(), atol=1e-5, rtol=1e-5)
+    assert (spec_new.angle() - spec_old.angle()).abs().max() > 0.1  # the phase is not kept
+    # through the trainer: only a frame-phase generator into an integrated run
+    cfg = PRESETS["tiny"]
+    src = Trainer(cfg, torch.device("cpu"), bf16=False)
+    Vocoder(src.ema).save(tmp_path / "shipped", src.training_info())
+    icfg = replace(cfg, vocoder=replace(cfg.vocoder, integrate_phase=True))
+    tr = Trainer(icfg, torch.device("cpu"), bf16=False)
+    tr.init_from_shipped(tmp_path / "shipped", fresh_phase=True)
+    assert not tr.gen.head.bias[2 * tr.gen.n_bins :].any()
+    assert tr.phase_conversion == "fresh"  # recorded in the session history
+    with pytest.raises(ValueError, match="fresh_phase needs a frame-phase generator"):
+        Trainer(cfg, torch.device("cpu"), bf16=False).init_from_shipped(
+            tmp_path / "shipped", fresh_phase=True
+        )
+
+
 def test_istft_head_inverts_stft_exactly() -> None:
     x = torch.randn(2, 8000)
     window = torch.hann_window(640)
@@ -472,6 +509,8 @@ def test_train_resume_and_init(tmp_path: Path) -> None:
         module.run(parser.parse_args([*argv, "--lr", "0"]))
     with pytest.raises(SystemExit, match="--phase-weight must be >= 0, got -1.0"):
         module.run(parser.parse_args([*argv, "--phase-weight", "-1"]))
+    with pytest.raises(SystemExit, match="--fresh-phase needs --integrate-phase and --init"):
+        module.run(parser.parse_args([*argv, "--fresh-phase"]))
 
 
 def test_train_cli_dispatch() -> None:

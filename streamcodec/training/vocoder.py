@@ -271,6 +271,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a generator with integrated phase (VocoderConfig.integrate_phase); with --init "
         "from a frame-phase vocoder, converted so that it starts from the same output",
     )
+    p.add_argument(
+        "--fresh-phase",
+        action="store_true",
+        help="with --integrate-phase and --init from a frame-phase vocoder: keep its backbone "
+        "and magnitude, learn the phase afresh (see integrated_phase_state)",
+    )
     p.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator (CUDA)")
     p.add_argument("--no-plot", action="store_true")
@@ -344,7 +350,7 @@ def _make_trainer(args: argparse.Namespace, ckpt_dir: Path) -> tuple[Trainer, bo
         if args.integrate_phase:
             vcfg = replace(vcfg, integrate_phase=True)
         tr = Trainer(replace(cfg, vocoder=vcfg), device, bf16)
-        tr.init_from_shipped(args.init)
+        tr.init_from_shipped(args.init, fresh_phase=args.fresh_phase)
         init_dir = Path(args.init)
         if not init_dir.exists() and len(init_dir.parts) == 1:
             init_dir = bundled_weights_dir(args.init)
@@ -405,6 +411,8 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         raise SystemExit(f"--phase-weight must be >= 0, got {args.phase_weight}")
     if not 0.0 <= args.pairs_ratio <= 1.0:
         raise SystemExit(f"--pairs-ratio must be in [0, 1], got {args.pairs_ratio}")
+    if args.fresh_phase and not (args.integrate_phase and args.init is not None):
+        raise SystemExit("--fresh-phase needs --integrate-phase and --init")
     if args.pairs is not None and not args.pairs.is_file():
         raise SystemExit(f"--pairs: no such file {args.pairs}")
     if args.threads:
@@ -458,6 +466,7 @@ def _run(args: argparse.Namespace, out: Path, ckpt_dir: Path) -> int:
         "lr": cfg.lr_g,
         "phase_weight": cfg.phase_weight,
         "disc_warmup_steps": args.disc_warmup_steps,
+        **({"phase_conversion": tr.phase_conversion} if tr.phase_conversion else {}),
         **data,
     }
     tr.history.append(session)

@@ -124,16 +124,28 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def integrated_phase_state(
-    state: dict[str, torch.Tensor], generator: VocoderGenerator
+    state: dict[str, torch.Tensor], generator: VocoderGenerator, fresh_phase: bool = False
 ) -> dict[str, torch.Tensor]:
-    """A frame-phase generator's weights for ``generator`` (``integrate_phase``) that give
-    the same output: the new step rows of the head predict ``delta = -bin_step`` (a zero
-    total step), so fine-tuning starts from the shipped sound and learns the steps."""
+    """A frame-phase generator's weights for ``generator`` (``integrate_phase``).
+
+    By default they give the same output: the new step rows of the head predict
+    ``delta = -bin_step`` (a zero total step), so fine-tuning starts from the shipped sound.
+    That start keeps the frame-phase solution (the step rows hardly move in fine-tuning).
+    ``fresh_phase`` instead keeps the backbone and the magnitude rows and starts the phase
+    afresh: the phase rows are ``generator``'s own (random) ones and the steps are zero,
+    i.e. each bin advances by its centre frequency until trained."""
     k = generator.n_bins
     state = dict(state)
     w, b = state["head.weight"], state["head.bias"]
     if w.shape[0] != 2 * k:
         raise ValueError(f"head has {w.shape[0]} outputs, expected {2 * k} (frame phase)")
+    if fresh_phase:
+        own_w, own_b = generator.head.weight.detach(), generator.head.bias.detach()
+        state["head.weight"] = torch.cat(
+            [w[:k], own_w[k : 2 * k].to(w), w.new_zeros(k, w.shape[1])]
+        )
+        state["head.bias"] = torch.cat([b[:k], own_b[k : 2 * k].to(b), b.new_zeros(k)])
+        return state
     step = torch.remainder(generator.bin_step + math.pi, 2 * math.pi) - math.pi  # (-pi, pi]
     state["head.weight"] = torch.cat([w, w.new_zeros(k, w.shape[1])])
     state["head.bias"] = torch.cat([b, (-step / generator.cfg.phase_step_scale).to(b)])
@@ -173,6 +185,8 @@ class Trainer:
         # step the learning-rate warm-up counts from: 0, or where a run initialised from
         # shipped weights (fresh optimisers) started; a resumed run keeps its optimisers
         self.warmup_from = 0
+        # how --init turned a frame-phase generator into this integrated-phase one, if it did
+        self.phase_conversion: str | None = None
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
 
     # -- state ---------------------------------------------------------------------------------
@@ -213,12 +227,20 @@ class Trainer:
         self.wall_s = float(c.get("wall_s", 0.0))
         self.history = list(c.get("history", []))
 
-    def init_from_shipped(self, path: Path) -> None:
-        """Generator (and EMA) from a shipped weights directory; fresh D and optimisers."""
+    def init_from_shipped(self, path: Path, fresh_phase: bool = False) -> None:
+        """Generator (and EMA) from a shipped weights directory; fresh D and optimisers.
+        A frame-phase generator into an ``integrate_phase`` run is converted
+        (:func:`integrated_phase_state`, ``fresh_phase`` passed on)."""
         v = Vocoder.from_pretrained(path, device=str(self.device))
         state = v.generator.state_dict()
-        if replace(v.cfg, integrate_phase=True) == self.cfg.vocoder and not v.cfg.integrate_phase:
-            state = integrated_phase_state(state, self.gen)
+        converts = replace(v.cfg, integrate_phase=True) == self.cfg.vocoder
+        if fresh_phase and not (converts and not v.cfg.integrate_phase):
+            raise ValueError(
+                f"fresh_phase needs a frame-phase generator at {path} and an integrate_phase run"
+            )
+        if converts and not v.cfg.integrate_phase:
+            state = integrated_phase_state(state, self.gen, fresh_phase)
+            self.phase_conversion = "fresh" if fresh_phase else "same output"
         elif v.cfg != self.cfg.vocoder:
             raise ValueError(f"{path}: generator config {v.cfg} differs from the run's")
         self.gen.load_state_dict(state)
