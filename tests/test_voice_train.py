@@ -52,7 +52,7 @@ def test_train_resume_export_and_init(setup: tuple[Path, Path], tmp_path: Path) 
     common = [
         "--preset", "tiny", "--config", "voice-700", "--manifest", str(manifest),
         "--semantic-weights", str(parts / "semantic"), "--vocoder-weights",
-        str(parts / "mel-vocoder"), "--device", "cpu", "--no-progress", "--no-plot",
+        str(parts / "mel-vocoder-voice"), "--device", "cpu", "--no-progress", "--no-plot",
         "--log-every", "1", "--cache-dir", str(tmp_path / "cache"), "--steps", "1",
     ]  # fmt: skip
     _train(["--out", str(out), "--max-steps", "2", *common])

@@ -37,7 +37,7 @@ class VoiceConfig:
     guidance: float = 1.0  # classifier-free guidance scale (1 = no unconditional branch)
     noise_scale: float = 1.0
     semantic_weights: str = "semantic"  # directory (relative to the weights dir) or bundled name
-    vocoder_weights: str = "mel-vocoder"
+    vocoder_weights: str = "mel-vocoder-voice"
     # "network": the vocoder's own phase; "pghi": re-phased from its output's magnitude
     # (streamcodec.vocoder.phase; +30 ms delay)
     vocoder_phase: str = "network"

@@ -2,7 +2,7 @@
 
 ``write_tiny_weights(dir, "voice-700")`` writes a self-contained weights directory:
 ``config.json`` + ``model.safetensors`` of a small acoustic encoder and decoder,
-and ``semantic/`` (a 2-layer encoder, random codebooks) and ``mel-vocoder/``
+and ``semantic/`` (a 2-layer encoder, random codebooks) and ``mel-vocoder-voice/``
 (a 1-layer vocoder) beside them, which the config references. Nothing is trained:
 the output is noise-like, but every code path runs.
 """
@@ -56,7 +56,7 @@ def write_tiny_weights(out_dir: str | Path, name: str = "voice-700", seed: int =
     books = {n: torch.randn(TINY_VOCAB, TINY_SEM_DIM, generator=g) for n in RATES}
     save_codebooks(books, out / "semantic" / "codebooks.safetensors")
     voc = Vocoder.from_config(VocoderConfig(dim=16, intermediate_dim=32, num_layers=1), seed=seed)
-    voc.save(out / "mel-vocoder", {"steps": 0})
+    voc.save(out / "mel-vocoder-voice", {"steps": 0})
     model = VoiceModel(tiny_config(name))
     with torch.no_grad():  # the decoder's copy of the semantic centroids
         model.decoder.cond.sem_table.copy_(books[tiny_config(name).tokenizer])
