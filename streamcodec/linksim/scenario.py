@@ -218,13 +218,13 @@ async def run_call(
         longest = max(pcm_a.size, pcm_b.size if two_way and pcm_b is not None else 0)
         timeout = longest / codec.sample_rate + 30.0 + 4 * scenario.end_wait_s
         jobs = [
-            a.send_realtime(pcm_a, scenario.chunk_ms, ab.input_lateness_s),
+            a.send_realtime(pcm_a, scenario.chunk_ms, ab.input_lateness_s, media_t0[0]),
             _receive(b, ab.frames, media_t0[0], timeout),
         ]
         if two_way:
             assert pcm_b is not None
             jobs += [
-                b.send_realtime(pcm_b, scenario.chunk_ms, ba.input_lateness_s),
+                b.send_realtime(pcm_b, scenario.chunk_ms, ba.input_lateness_s, media_t0[0]),
                 _receive(a, ba.frames, media_t0[0], timeout),
             ]
         else:

@@ -305,14 +305,20 @@ class Call:
         await self._send_bye()
 
     async def send_realtime(
-        self, pcm: np.ndarray, chunk_ms: float = 20.0, lateness_s: list[float] | None = None
+        self,
+        pcm: np.ndarray,
+        chunk_ms: float = 20.0,
+        lateness_s: list[float] | None = None,
+        start_s: float | None = None,
     ) -> None:
         """Send ``pcm`` in ``chunk_ms`` pieces at real-time pace on the loop clock (as a
         microphone would), then :meth:`end_input`. ``lateness_s`` collects how late each
-        chunk went out against its schedule."""
+        chunk went out against its schedule. ``start_s``: the loop time the first sample was
+        captured (default: now); a caller that started the microphone earlier passes it, and
+        chunks already due go out at once."""
         rate = self.codec.sample_rate
         step = max(1, int(rate * chunk_ms / 1000.0))
-        start = self._loop.time()
+        start = self._loop.time() if start_s is None else start_s
         for i in range(0, pcm.size, step):
             if lateness_s is not None:
                 lateness_s.append(self._loop.time() - (start + i / rate))
