@@ -72,7 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="semantic encoder + codebooks directory (default: the bundled one)",
     )
     p.add_argument(
-        "--vocoder-weights", default="mel-vocoder-voice", help="vocoder the exported config names"
+        "--vocoder-weights",
+        default=VoiceConfig.vocoder_weights,
+        help="vocoder the exported config names",
     )
     p.add_argument("--max-hours", type=float, help="use a seeded subset of this many hours")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")

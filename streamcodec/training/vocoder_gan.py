@@ -233,12 +233,14 @@ class Trainer:
         (:func:`integrated_phase_state`, ``fresh_phase`` passed on)."""
         v = Vocoder.from_pretrained(path, device=str(self.device))
         state = v.generator.state_dict()
-        converts = replace(v.cfg, integrate_phase=True) == self.cfg.vocoder
-        if fresh_phase and not (converts and not v.cfg.integrate_phase):
+        converts = (
+            not v.cfg.integrate_phase and replace(v.cfg, integrate_phase=True) == self.cfg.vocoder
+        )
+        if fresh_phase and not converts:
             raise ValueError(
                 f"fresh_phase needs a frame-phase generator at {path} and an integrate_phase run"
             )
-        if converts and not v.cfg.integrate_phase:
+        if converts:
             state = integrated_phase_state(state, self.gen, fresh_phase)
             self.phase_conversion = "fresh" if fresh_phase else "same output"
         elif v.cfg != self.cfg.vocoder:

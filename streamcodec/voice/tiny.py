@@ -56,10 +56,11 @@ def write_tiny_weights(out_dir: str | Path, name: str = "voice-700", seed: int =
     books = {n: torch.randn(TINY_VOCAB, TINY_SEM_DIM, generator=g) for n in RATES}
     save_codebooks(books, out / "semantic" / "codebooks.safetensors")
     voc = Vocoder.from_config(VocoderConfig(dim=16, intermediate_dim=32, num_layers=1), seed=seed)
-    voc.save(out / "mel-vocoder-voice", {"steps": 0})
-    model = VoiceModel(tiny_config(name))
+    cfg = tiny_config(name)
+    voc.save(out / cfg.vocoder_weights, {"steps": 0})  # where the config looks for it
+    model = VoiceModel(cfg)
     with torch.no_grad():  # the decoder's copy of the semantic centroids
-        model.decoder.cond.sem_table.copy_(books[tiny_config(name).tokenizer])
+        model.decoder.cond.sem_table.copy_(books[cfg.tokenizer])
     # the decoder's output layers start at zero; give them weights so outputs vary
     with torch.no_grad():
         for p in model.parameters():
