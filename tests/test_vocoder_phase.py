@@ -78,8 +78,10 @@ def test_output_is_aligned_and_silence_stays_silent() -> None:
     x = torch.zeros(1, SR)
     x[0, 6000:10000] = harmonic(0.25)
     y = r.process(x)[0]
-    assert y[:5600].abs().max() < 1e-3 * y.abs().max()  # nothing before the onset
-    assert y[10400:].abs().max() < 1e-3 * y.abs().max()  # nor after the end
+    # nothing before the onset, nor after the end (beyond the -50 dB smear of a new phase
+    # across the analysis window at the edges; measured -58 dB before the onset)
+    assert y[:5600].abs().max() < 3e-3 * y.abs().max()
+    assert y[10400:].abs().max() < 3e-3 * y.abs().max()
     assert y[6400:9600].pow(2).mean() > 0.25 * x[0, 6400:9600].pow(2).mean()
     assert torch.all(r.process(torch.zeros(2, 3000)) == 0)
 
@@ -144,3 +146,25 @@ def test_mel_vocoder_codec_with_pghi() -> None:
     out = codec.decode(codec.encode(pcm))
     assert out.shape[0] >= pcm.shape[0] and np.all(np.isfinite(out))
     assert "mel-vocoder-pghi" in streamcodec.list_codecs()
+
+
+def test_leading_silence_does_not_change_the_output() -> None:
+    """Empty bins get phase 0 and pass none on: after any whole number of silent hops the
+    stage starts the same (the vocoder's pre-roll is such silence). Without that rule a
+    175 Hz tone comes out 0.7 apart after one more silent hop (measured)."""
+    r = PhaseRebuilder()
+    t = torch.arange(8000) / SR
+    x = 0.3 * torch.sin(2 * math.pi * 175 * t)
+    a = r.process(torch.cat([torch.zeros(480), x])[None])[0, 480:]
+    for lead in (640, 1600):
+        b = r.process(torch.cat([torch.zeros(lead), x])[None])[0, lead:]
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert a.abs().max() > 0.1
+
+
+def test_batched_streams_are_independent() -> None:
+    r = PhaseRebuilder()
+    x, y = harmonic(0.5), 0.1 * torch.randn(8000, generator=torch.Generator().manual_seed(1))
+    both = r.process(torch.stack([x, y]))
+    torch.testing.assert_close(both[0], r.process(x[None])[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(both[1], r.process(y[None])[0], atol=1e-6, rtol=0)

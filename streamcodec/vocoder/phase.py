@@ -18,11 +18,13 @@ length ``N`` (the Gaussian that fits it has ``gamma = 0.25645 N^2``), hop ``a`` 
 - phase step from bin to bin: ``-gamma / (a N) * ds/dt`` (backward difference over time:
   causal).
 
-In place of the paper's heap (one Python-level step per bin) the phase is advanced in time
-at each frame's spectral peaks and carried across frequency from the nearest peak, which
-is vectorised over bins, frames and streams (the idea of phase locking around peaks,
-Laroche & Dolson 1999); only a gather per frame is sequential. Against a heap prototype
-(not kept) on the same files: same README.
+Per frame, bins are visited in decreasing magnitude from a max-heap that starts with the
+previous frame's bins: a bin reached from the previous frame takes its phase by time
+integration, one reached from a neighbour by frequency integration; bins more than
+``tol`` below the frame's largest magnitude get phase 0. The heap runs per frame and bin,
+compiled with numba (:mod:`streamcodec.vocoder._pghi_heap`). An earlier vectorised
+approximation (phase locked to the nearest spectral peak) lost the heap's gain and was
+replaced (same README).
 
 The stage delays the signal by ``n_fft - hop`` samples (the analysis window minus one hop):
 ``PhaseStream`` output sample ``n + delay_samples`` corresponds to input sample ``n``.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from streamcodec.vocoder.istft import overlap_add_stream, window_envelope
@@ -40,6 +43,7 @@ from streamcodec.vocoder.istft import overlap_add_stream, window_envelope
 HANN_GAMMA = 0.25645
 PHASE_MODES = ("network", "pghi")
 MAG_FLOOR = 1e-9  # magnitude of an empty bin (and of the silence before a stream starts)
+_LOG_FLOOR = float(torch.log(torch.tensor(MAG_FLOOR))) + 1e-6  # s at or below it: empty
 
 
 def phase_delay_samples(mode: str, n_fft: int, hop: int) -> int:
@@ -70,6 +74,12 @@ class PhaseRebuilder:
             raise ValueError(f"PGHI needs n_fft / hop >= 4, got {n_fft} / {hop}")
         if not 0.0 < tol < 1.0:
             raise ValueError(f"tol must be in (0, 1), got {tol}")
+        try:
+            import numba  # noqa: F401 - the heap of _integrate_phase is compiled with it
+        except ImportError as exc:
+            raise ImportError(
+                "the PGHI phase stage needs numba: pip install 'streamcodec[pghi]'"
+            ) from exc
         self.n_fft, self.hop, self.tol = n_fft, hop, tol
         self.window = torch.hann_window(n_fft, periodic=True, device=device)
         self.synthesis_window = self.window / window_envelope(self.window, hop)
@@ -133,42 +143,31 @@ def _integrate_phase(
     log_tol: float,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Phase ``[B, F, K]`` from magnitudes ``[B, F, K]`` (see the module docstring)."""
+    from streamcodec.vocoder._pghi_heap import integrate_frames
+
     s_last, dt_last, phase_last = state
-    s = torch.log(mag.clamp_min(MAG_FLOOR))
-    b, f, k = s.shape
-    s_prev = torch.cat([s_last.unsqueeze(1), s[:, :-1]], dim=1)
+    s = torch.log(mag.clamp_min(MAG_FLOOR)).double()
     # phase advance per frame (frequency slope of s) and step per bin (time slope of s)
     ds_f = torch.zeros_like(s)
     ds_f[:, :, 1:-1] = 0.5 * (s[:, :, 2:] - s[:, :, :-2])
-    dt = dt_scale * ds_f + advance
+    dt = dt_scale * ds_f + advance.double()
+    s_prev = torch.cat([s_last.double().unsqueeze(1), s[:, :-1]], dim=1)
     df = df_scale * (s - s_prev)
-    dt_prev = torch.cat([dt_last.unsqueeze(1), dt[:, :-1]], dim=1)
-    # spectral peaks (local maxima above tolerance; the largest bin if there is none)
-    peak = torch.zeros_like(s, dtype=torch.bool)
-    peak[:, :, 1:-1] = (s[:, :, 1:-1] >= s[:, :, :-2]) & (s[:, :, 1:-1] > s[:, :, 2:])
-    peak = peak & (s > s.amax(-1, keepdim=True) + log_tol)
-    top = s.argmax(-1, keepdim=True)
-    peak.scatter_(-1, top, peak.gather(-1, top) | ~peak.any(-1, keepdim=True))
-    # each bin takes its phase from the nearer peak (ties: the lower one)
-    idx = torch.arange(k, device=s.device).expand(b, f, k)
-    left = torch.where(peak, idx, -1).cummax(-1)[0]
-    right = torch.where(peak, idx, k).flip(-1).cummin(-1)[0].flip(-1)
-    use_left = (left >= 0) & ((right >= k) | (idx - left <= right - idx))
-    src = torch.where(use_left, left, right)
-    # phase of bin m relative to its peak p: the mean bin-to-bin steps summed from p to m
-    steps = (0.5 * (df[:, :, 1:] + df[:, :, :-1])).cumsum(-1)
-    c = torch.cat([torch.zeros_like(df[:, :, :1]), steps], dim=-1)
-    rel = c - c.gather(-1, src) + 0.5 * (dt_prev + dt).gather(-1, src)
-    rel = torch.remainder(rel + math.pi, 2 * math.pi) - math.pi
-    rows: list[torch.Tensor] = []
-    prev = phase_last
-    for j in range(f):  # the only sequential part: peaks advance from the previous frame
-        prev = prev.gather(-1, src[:, j]) + rel[:, j]
-        if j % 64 == 63:  # keep the phase small (float32)
-            prev = torch.remainder(prev + math.pi, 2 * math.pi) - math.pi
-        rows.append(prev)
-    phase = torch.remainder(torch.stack(rows, 1) + math.pi, 2 * math.pi) - math.pi
-    return phase, (s[:, -1], dt[:, -1], phase[:, -1].contiguous())
+    # the heap runs on the CPU (numba), one stream at a time
+    arrays = [t.detach().cpu().double().numpy() for t in (s, dt, df)]
+    last = [t.detach().cpu().double().numpy() for t in (s_last, dt_last, phase_last)]
+    phase = torch.from_numpy(
+        np.stack(
+            [
+                integrate_frames(
+                    *(a[b] for a in arrays), *(x[b] for x in last), log_tol, _LOG_FLOOR
+                )
+                for b in range(s.shape[0])
+            ]
+        )
+    ).to(mag.device)
+    # the state stays float64: the heap's visiting order must not depend on the chunking
+    return phase.float(), (s[:, -1], dt[:, -1], phase[:, -1].contiguous())
 
 
 class PhaseStream:
