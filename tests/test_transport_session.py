@@ -315,3 +315,36 @@ def test_call_opus_6k_variable_rate_decoded_equals_offline():
     assert opus.bits_per_frame is None  # length-prefixed frames in the packets
     assert np.array_equal(out, opus.decode(opus.encode(x)))
     assert sb.rx.packets_lost == 0 and sb.rx.frames_concealed == 0
+
+
+def test_send_realtime_paces_from_the_given_capture_start():
+    """``start_s`` in the past: chunks already due go out at once (their lateness recorded),
+    the rest on the schedule that started at ``start_s`` (virtual clock: exact times)."""
+    from types import SimpleNamespace
+
+    from streamcodec.linksim import clock
+
+    class Sender:
+        codec = SimpleNamespace(sample_rate=16000)
+
+        def __init__(self, loop):
+            self._loop, self.sent = loop, []
+
+        async def send_pcm(self, pcm):
+            self.sent.append(self._loop.time())
+
+        async def end_input(self):
+            pass
+
+    async def main():
+        s = Sender(asyncio.get_running_loop())
+        t0 = s._loop.time()
+        await asyncio.sleep(0.1)  # the microphone started 100 ms before the sender runs
+        late: list[float] = []
+        await Call.send_realtime(s, np.zeros(3200, np.float32), 20.0, late, start_s=t0)
+        return t0, s.sent, late
+
+    t0, sent, late = clock.run(main)
+    offsets = [round(t - t0, 6) for t in sent]
+    assert offsets == [0.1] * 6 + [0.12, 0.14, 0.16, 0.18]
+    assert [round(x, 6) for x in late] == [0.1, 0.08, 0.06, 0.04, 0.02, 0.0, 0, 0, 0, 0]
